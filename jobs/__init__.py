@@ -1,0 +1,1 @@
+"""Entry points (python -m jobs.NAME): they compose tiler/ and unet/ and load cluster.yaml."""

@@ -1,0 +1,1 @@
+"""Synthetic Sentinel-2 landslide scenes and Landslide4Sense-format patches, from one physical simulator."""
