@@ -1,1 +1,1 @@
-"""Synthetic Sentinel-2 landslide scenes and Landslide4Sense-format patches, from one physical simulator."""
+"""Synthetic Sentinel-2 landslide scenes and Landslide4Sense-format patches from one simulator."""

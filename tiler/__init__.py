@@ -1,1 +1,1 @@
-"""Scene tiler: whole Sentinel-2 scenes onto one 10 m grid in Zarr tiles, and the way back to rasters and polygons."""
+"""Scene tiler: whole scenes onto one 10 m grid in Zarr tiles, and back to rasters and polygons."""

@@ -1,1 +1,1 @@
-"""The Keras U-Net, its loss and metrics, the Landslide4Sense reader, the model bundle and the per-block predictor."""
+"""The Keras U-Net, loss, metrics, Landslide4Sense reader, model bundle and block predictor."""

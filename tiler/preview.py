@@ -1,0 +1,59 @@
+"""An RGB quicklook of the scene with the landslides outlined, small enough to look at."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import zarr
+from affine import Affine
+from shapely.geometry import Polygon
+
+from tiler.predictions import StoreGrid
+from tiler.rasters import row_strips
+
+RGB = ("B4", "B3", "B2")
+OUTLINE_BGR = (0, 255, 255)
+
+
+def decimated_rgb(grid: StoreGrid, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every step-th pixel of B4, B3, B2 and of `valid`, read one block row at a time."""
+    group = zarr.open_group(grid.path, mode="r")
+    idx = [grid.bands.index(b) for b in RGB]
+    rows, masks = [], []
+    for y0, y1 in row_strips(grid):
+        start = -(-y0 // step) * step
+        if start >= y1:
+            continue
+        strip = group["image"][:, start:y1:step, : grid.width : step]
+        rows.append(np.moveaxis(strip[idx], 0, -1))
+        masks.append(group["valid"][start:y1:step, : grid.width : step] == 1)
+    return np.concatenate(rows), np.concatenate(masks)
+
+
+def stretch(rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """2-98 percentile stretch per channel to uint8; nodata black."""
+    out = np.zeros(rgb.shape, dtype=np.uint8)
+    if not valid.any():
+        return out
+    for c in range(3):
+        lo, hi = np.percentile(rgb[..., c][valid], (2, 98))
+        scaled = (rgb[..., c] - lo) / max(hi - lo, 1e-6)
+        out[..., c] = (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
+    out[~valid] = 0
+    return out
+
+
+def write_preview(
+    grid: StoreGrid, polygons: list[Polygon], path: Path, max_size: int = 1024
+) -> None:
+    step = max(1, -(-max(grid.height, grid.width) // max_size))
+    rgb, valid = decimated_rgb(grid, step)
+    img = np.ascontiguousarray(stretch(rgb, valid)[..., ::-1])  # OpenCV wants BGR
+    to_px = ~Affine(*grid.transform)
+    for poly in polygons:
+        for ring in (poly.exterior, *poly.interiors):
+            cols, rows = to_px * np.asarray(ring.coords).T
+            pts = np.stack([cols / step, rows / step], axis=-1).round().astype(np.int32)
+            cv2.polylines(img, [pts], isClosed=True, color=OUTLINE_BGR, thickness=1)
+    if not cv2.imwrite(str(path), img):
+        raise OSError(f"{path}: could not write the preview PNG")

@@ -1,0 +1,78 @@
+"""From the prediction store to GeoTIFFs: streamed block by block, then one copy to a COG.
+
+GDAL's COG driver only copies from an existing dataset, so each raster is first written as a
+plain tiled GeoTIFF by windows (bounded memory, any scene size) and then converted in one
+streamed `rasterio.shutil.copy`, with nearest-neighbour overviews for the mask.
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+import zarr
+from affine import Affine
+from rasterio.windows import Window
+
+from tiler.predictions import PROBABILITY, StoreGrid
+
+MASK_NODATA = 255
+
+
+def grid_profile(grid: StoreGrid, dtype: str, nodata: float | int) -> dict:
+    """A tiled GeoTIFF profile on exactly the scene's grid (unpadded)."""
+    return {
+        "driver": "GTiff",
+        "width": grid.width,
+        "height": grid.height,
+        "count": 1,
+        "dtype": dtype,
+        "nodata": nodata,
+        "crs": rasterio.crs.CRS.from_wkt(grid.crs_wkt),
+        "transform": Affine(*grid.transform),
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "BIGTIFF": "IF_SAFER",
+    }
+
+
+def row_strips(grid: StoreGrid) -> Iterator[tuple[int, int]]:
+    """(y0, y1) strips of one block height over the unpadded scene."""
+    for y0 in range(0, grid.height, grid.block):
+        yield y0, min(y0 + grid.block, grid.height)
+
+
+def write_probability(grid: StoreGrid, path: Path) -> None:
+    """The probability array, cropped to the scene, as a float32 GeoTIFF (nodata NaN)."""
+    prob = zarr.open_group(grid.path, mode="r")[PROBABILITY]
+    with rasterio.open(path, "w", **grid_profile(grid, "float32", np.nan)) as dst:
+        for y0, y1 in row_strips(grid):
+            window = Window(0, y0, grid.width, y1 - y0)
+            dst.write(prob[y0:y1, : grid.width], 1, window=window)
+
+
+def write_threshold(grid: StoreGrid, threshold: float, path: Path) -> None:
+    """probability >= threshold as uint8 0/1 (0 where nodata): the input of polygonisation."""
+    prob = zarr.open_group(grid.path, mode="r")[PROBABILITY]
+    with rasterio.open(path, "w", **grid_profile(grid, "uint8", None)) as dst:
+        for y0, y1 in row_strips(grid):
+            p = prob[y0:y1, : grid.width]
+            dst.write((np.nan_to_num(p, nan=-1.0) >= threshold).astype(np.uint8), 1,
+                      window=Window(0, y0, grid.width, y1 - y0))
+
+
+def to_cog(src: Path, dst: Path, resampling: str) -> None:
+    """Copy a GeoTIFF to a Cloud-Optimized GeoTIFF with internal overviews."""
+    rasterio.shutil.copy(
+        str(src),
+        str(dst),
+        driver="COG",
+        COMPRESS="DEFLATE",
+        BLOCKSIZE=512,
+        OVERVIEW_RESAMPLING=resampling,
+        OVERVIEWS="AUTO",
+        NUM_THREADS="ALL_CPUS",
+        BIGTIFF="IF_SAFER",
+    )

@@ -1,0 +1,139 @@
+"""The function Dask maps over the blocks of a tile store: predict one block, write it back.
+
+Seam-free by construction: each 1024 x 1024 output block is predicted from the block plus a halo
+of context on every side that lies inside the scene (the outer edge of the scene gets no halo, as
+in one pass over the whole scene), and only the centre is kept. A halo of 32 px around a 1024 px
+block costs (1088 / 1024)^2 = 1.13 times the compute of non-overlapping tiles. The window is run
+through the fully convolutional network in one call: the tiles of a block form one large batch
+without any seam between them.
+
+The model is loaded once per worker process, lazily on first use, and cached by model directory;
+TensorFlow's thread pools are sized before the first operation so that workers x threads x
+intra-op threads do not oversubscribe the cores.
+"""
+
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+
+from unet.bundle import Bundle, load_bundle, normalize
+
+_LOCK = threading.Lock()
+_MODELS: dict[str, tuple[object, Bundle]] = {}
+
+
+@dataclass(frozen=True)
+class BlockJob:
+    """Everything a worker needs to predict a block; small and picklable."""
+
+    store: str
+    model_dir: str
+    halo: int = 32
+    tta: bool = False
+    intra_op_threads: int | None = None
+    scale: tuple[float, ...] | None = None
+    """Optional per-band harmonisation applied before normalisation: x * scale + offset."""
+    offset: tuple[float, ...] | None = None
+
+
+def _configure_threads(intra_op: int | None) -> None:
+    import tensorflow as tf
+
+    if intra_op is None:
+        intra_op = max(1, (os.cpu_count() or 1) // _worker_threads())
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # TensorFlow already ran an op in this process: its pools are fixed now.
+
+
+def _worker_threads() -> int:
+    try:
+        from distributed import get_worker
+
+        return max(1, get_worker().state.nthreads)
+    except (ImportError, ValueError):
+        return 1
+
+
+def cached_model(model_dir: str, intra_op_threads: int | None = None) -> tuple[object, Bundle]:
+    """The model and bundle of model_dir, loaded once per process."""
+    with _LOCK:
+        if model_dir not in _MODELS:
+            if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+                _configure_threads(intra_op_threads)
+            _MODELS[model_dir] = load_bundle(model_dir)
+        return _MODELS[model_dir]
+
+
+def predict_window(model, x: np.ndarray, tta: bool = False) -> np.ndarray:
+    """Probabilities (H, W) for one normalised channels-last window (H, W, bands).
+
+    With tta, the mean over the 8 flips and 90-degree rotations, each undone before averaging.
+    """
+    import keras
+
+    def run(a: np.ndarray) -> np.ndarray:
+        out = model(np.ascontiguousarray(a[None]), training=False)
+        return keras.ops.convert_to_numpy(out)[0, ..., 0].astype(np.float32)
+
+    if not tta:
+        return run(x)
+    total = np.zeros(x.shape[:2], dtype=np.float64)
+    for k in range(4):
+        for flip in (False, True):
+            a = np.rot90(x, k, axes=(0, 1))
+            a = a[:, ::-1] if flip else a
+            p = run(a)
+            p = p[:, ::-1] if flip else p
+            total += np.rot90(p, -k, axes=(0, 1))
+    return (total / 8.0).astype(np.float32)
+
+
+def block_context(
+    row: int, col: int, block: int, halo: int, height: int, width: int
+) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """The window read for a block (block plus halo, clipped to the store) and the block inside it.
+
+    Returns ((ya, yb, xa, xb) read window, (cy0, cy1, cx0, cx1) block within that window).
+    """
+    y0, x0 = row * block, col * block
+    y1, x1 = min(y0 + block, height), min(x0 + block, width)
+    ya, yb = max(0, y0 - halo), min(height, y1 + halo)
+    xa, xb = max(0, x0 - halo), min(width, x1 + halo)
+    return (ya, yb, xa, xb), (y0 - ya, y1 - ya, x0 - xa, x1 - xa)
+
+
+def predict_block(job: BlockJob, row: int, col: int) -> int:
+    """Predict block (row, col) of job.store into its `probability` array; returns its tile count.
+
+    Idempotent: a block whose flag is set is skipped, and the flag is set only after the block's
+    shard is written, so a task that dies part-way is simply run again.
+    """
+    group = zarr.open_group(job.store, mode="r+")
+    flags = group["predicted"]
+    if flags[row, col] == 1:
+        return 0
+    image, valid, prob = group["image"], group["valid"], group["probability"]
+    block = prob.shards[0]
+    _, height, width = image.shape
+    (ya, yb, xa, xb), (cy0, cy1, cx0, cx1) = block_context(row, col, block, job.halo, height, width)
+    ok = valid[ya:yb, xa:xb].astype(bool)
+    p = np.full(ok.shape, np.nan, dtype=np.float32)
+    if ok[cy0:cy1, cx0:cx1].any():
+        model, bundle = cached_model(job.model_dir, job.intra_op_threads)
+        x = np.moveaxis(image[:, ya:yb, xa:xb], 0, -1)
+        if job.scale is not None:
+            x = x * np.asarray(job.scale, np.float32) + np.asarray(job.offset, np.float32)
+        x = normalize(x, bundle)
+        x[~ok] = 0.0
+        p = predict_window(model, x, job.tta)
+        p[~ok] = np.nan
+    prob[ya + cy0 : ya + cy1, xa + cx0 : xa + cx1] = p[cy0:cy1, cx0:cx1]
+    flags[row, col] = 1
+    tile = prob.chunks[0]
+    return int(-(-(cy1 - cy0) // tile) * -(-(cx1 - cx0) // tile))
