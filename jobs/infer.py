@@ -1,0 +1,202 @@
+"""python -m jobs.infer: a whole scene in, a georeferenced landslide map out.
+
+Stages: tile the input (unless it already is a tile store), predict every 1024 px block of the
+store on the Dask cluster of cluster.yaml (the model loaded once per worker, each block with a
+halo of context so there are no seams), then stitch the probabilities into COGs, polygons and a
+preview. Probabilities are written into the store as blocks finish, so a re-run after a crash
+recomputes only the blocks that were not written. Outputs are written under temporary names in
+OUT_DIR and renamed at the end.
+"""
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from distributed import Client, as_completed
+from tqdm import tqdm
+
+from jobs.cluster import ClusterConfigError, load_cluster_config, open_client
+from jobs.tile import is_tile_store, tile_input
+from tiler.errors import TilerError
+from tiler.polygons import burn_mask, landslides_from, write_polygons
+from tiler.predictions import StoreGrid, prepare_predictions, store_grid
+from tiler.preview import write_preview
+from tiler.rasters import to_cog, write_probability, write_threshold
+from tiler.stats import band_percentiles, harmonization
+from unet.bundle import Bundle, read_bundle
+from unet.errors import UnetError
+from unet.predict import BlockJob, predict_block
+
+OUTPUTS = ("probability.tif", "mask.tif", "landslides.gpkg", "preview.png", "report.json")
+HALO = 32
+
+
+class InferError(Exception):
+    """A scene and a model that do not go together."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m jobs.infer", description=__doc__.splitlines()[0])
+    p.add_argument("input", help="a scene (stacked GeoTIFF, band folder, .SAFE) or a tile store")
+    p.add_argument("--model", required=True, help="model bundle directory (from jobs.train)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--dem", help="DEM for band-folder and SAFE inputs")
+    p.add_argument("--cluster", help="cluster.yaml (default: an embedded LocalCluster)")
+    p.add_argument("--threshold", type=float, help="probability threshold (default: the bundle's)")
+    p.add_argument("--min-area", type=float, default=200.0,
+                   help="drop landslides and fill holes smaller than this many m2 (default 200)")
+    p.add_argument("--tta", action="store_true", help="average the 8 flips/rotations")
+    p.add_argument("--harmonize", action="store_true",
+                   help="match the scene's band percentiles to the training data's")
+    p.add_argument("--halo", type=int, default=HALO, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def check_compatible(grid: StoreGrid, bundle: Bundle, harmonize: bool) -> None:
+    if tuple(grid.bands) != tuple(bundle.bands):
+        raise InferError(f"{grid.path}: bands {list(grid.bands)} do not match the model's "
+                         f"{list(bundle.bands)}")
+    if grid.convention != bundle.convention and not harmonize:
+        raise InferError(f"{grid.path}: radiometric convention {grid.convention!r} is not the "
+                         f"model's {bundle.convention!r}; pass --harmonize to match percentiles")
+
+
+def block_job(grid: StoreGrid, bundle: Bundle, args: argparse.Namespace, threads: int | None
+              ) -> BlockJob:
+    scale = offset = None
+    if args.harmonize:
+        q = list(bundle.percentiles["q"])
+        train = np.asarray(bundle.percentiles["values"], dtype=np.float64).T  # (len(q), bands)
+        scene = band_percentiles(grid, q)
+        scale, offset = harmonization(scene, train, q.index(2), q.index(98))
+        scale, offset = tuple(map(float, scale)), tuple(map(float, offset))
+    return BlockJob(store=grid.path, model_dir=str(Path(args.model).resolve()), halo=args.halo,
+                    tta=args.tta, intra_op_threads=threads, scale=scale, offset=offset)
+
+
+def predict_store(client: Client, job: BlockJob, blocks: list[tuple[int, int]]) -> int:
+    """Map predict_block over the blocks still to do; returns the tiles predicted."""
+    futures = client.map(predict_block, [job] * len(blocks), *zip(*blocks, strict=True),
+                         pure=False) if blocks else []
+    tiles = 0
+    with tqdm(total=len(blocks), unit="block", desc="infer", file=sys.stderr) as bar:
+        for future in as_completed(futures):
+            tiles += future.result()
+            bar.update(1)
+            bar.set_postfix(tiles=tiles)
+    return tiles
+
+
+def stitch(grid: StoreGrid, out: Path, threshold: float, min_area: float) -> dict:
+    """Write every output under a temporary name in `out`; returns what was found."""
+    work = out / ".partial"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    write_probability(grid, work / "probability.raw.tif")
+    write_threshold(grid, threshold, work / "threshold.raw.tif")
+    found = landslides_from(work / "threshold.raw.tif", work / "probability.raw.tif", min_area)
+    burn_mask(grid, found.polygons, work / "mask.raw.tif")
+    to_cog(work / "probability.raw.tif", work / "probability.tif", "AVERAGE")
+    to_cog(work / "mask.raw.tif", work / "mask.tif", "NEAREST")
+    write_polygons(work / "landslides.gpkg", found, grid.crs_wkt)
+    write_preview(grid, found.polygons, work / "preview.png")
+    return {"landslides": len(found.polygons), "area_m2": found.total_area_m2}
+
+
+def publish(out: Path, report: dict) -> None:
+    """Rename the finished outputs into place; report.json last, as the mark of a finished run."""
+    work = out / ".partial"
+    (work / "report.json").write_text(json.dumps(report, indent=2))
+    for name in OUTPUTS:
+        (work / name).replace(out / name)
+    shutil.rmtree(work)
+
+
+def run(args: argparse.Namespace) -> dict:
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    out = Path(args.out)
+    bundle = read_bundle(args.model)
+    config = load_cluster_config(args.cluster)
+    for name in OUTPUTS:  # an earlier run's outputs must not pass for this run's
+        (out / name).unlink(missing_ok=True)
+    with open_client(config) as client:
+        print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
+        if is_tile_store(args.input):
+            store = Path(args.input)
+        else:
+            store = out / "tiles.zarr"
+            out.mkdir(parents=True, exist_ok=True)
+            tile_input(args.input, store, dem=args.dem, client=client)
+        timings["tile_s"] = time.perf_counter() - t0
+        grid = store_grid(str(store))
+        check_compatible(grid, bundle, args.harmonize)
+        threads = config.tf_threads() if hasattr(config, "tf_threads") else None
+        job = block_job(grid, bundle, args, threads)
+        blocks = prepare_predictions(grid, bundle.model_id, args.tta)
+        t1 = time.perf_counter()
+        tiles = predict_store(client, job, blocks)
+        timings["infer_s"] = time.perf_counter() - t1
+    threshold = bundle.threshold if args.threshold is None else args.threshold
+    t2 = time.perf_counter()
+    found = stitch(grid, out, threshold, args.min_area)
+    timings["stitch_s"] = time.perf_counter() - t2
+    timings["total_s"] = time.perf_counter() - t0
+    pixel_area = abs(grid.transform[0] * grid.transform[4])
+    report = {
+        "input": str(args.input),
+        "store": str(store),
+        "model": {"dir": str(args.model), "model_id": bundle.model_id},
+        "threshold": threshold,
+        "min_area_m2": args.min_area,
+        "tta": args.tta,
+        "harmonized": args.harmonize,
+        "grid": {"crs_wkt": grid.crs_wkt, "transform": list(grid.transform),
+                 "height": grid.height, "width": grid.width},
+        "blocks": {"total": grid.block_rows * grid.block_cols, "computed": len(blocks)},
+        "tiles_predicted": tiles,
+        "halo_px": args.halo,
+        "compute_ratio": compute_ratio(grid, args.halo),
+        "landslides": found["landslides"],
+        "landslide_area_m2": found["area_m2"],
+        "scene_area_m2": grid.height * grid.width * pixel_area,
+        "timings": timings,
+        "outputs": {name: str(out / name) for name in OUTPUTS},
+    }
+    publish(out, report)
+    return report
+
+
+def compute_ratio(grid: StoreGrid, halo: int) -> float:
+    """Pixels run through the network over pixels of the padded store (1.0 = no overlap)."""
+    from unet.predict import block_context
+
+    total = 0
+    for r in range(grid.block_rows):
+        for c in range(grid.block_cols):
+            (ya, yb, xa, xb), _ = block_context(r, c, grid.block, halo, grid.padded_height,
+                                                grid.padded_width)
+            total += (yb - ya) * (xb - xa)
+    return total / (grid.padded_height * grid.padded_width)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        report = run(args)
+    except (TilerError, UnetError, ClusterConfigError, InferError) as exc:
+        print(f"jobs.infer: error: {exc}", file=sys.stderr)
+        return 2
+    t = report["timings"]
+    print(f"{report['landslides']} landslides, {report['landslide_area_m2'] / 1e4:.2f} ha, in "
+          f"{t['total_s']:.0f} s ({report['tiles_predicted']} tiles predicted) -> "
+          f"{Path(args.out) / 'mask.tif'}, landslides.gpkg, preview.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

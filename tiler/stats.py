@@ -1,0 +1,41 @@
+"""Band statistics of a tile store, from a sample of its tiles (for harmonisation)."""
+
+import numpy as np
+import zarr
+
+from tiler.predictions import StoreGrid
+
+
+def band_percentiles(
+    grid: StoreGrid, q: list[float], max_tiles: int = 256, seed: int = 0
+) -> np.ndarray:
+    """Per-band percentiles (len(q), bands) of the valid pixels of up to max_tiles seeded tiles."""
+    group = zarr.open_group(grid.path, mode="r")
+    image, valid = group["image"], group["valid"]
+    tile = image.chunks[-1]
+    rows, cols = grid.padded_height // tile, grid.padded_width // tile
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(rows * cols, size=min(max_tiles, rows * cols), replace=False)
+    samples = []
+    for k in picks:
+        y, x = divmod(int(k), cols)
+        ys, xs = slice(y * tile, (y + 1) * tile), slice(x * tile, (x + 1) * tile)
+        ok = valid[ys, xs] == 1
+        if ok.any():
+            samples.append(image[:, ys, xs][:, ok])
+    if not samples:
+        raise ValueError(f"{grid.path}: no valid pixels to compute band statistics from")
+    return np.percentile(np.concatenate(samples, axis=1), q, axis=1)
+
+
+def harmonization(
+    scene_pct: np.ndarray, train_pct: np.ndarray, lo: int, hi: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band scale and offset mapping the scene's percentiles lo, hi onto the training data's.
+
+    Rows lo and hi index the percentile arrays (len(q), bands).
+    """
+    span = np.maximum(scene_pct[hi] - scene_pct[lo], 1e-9)
+    scale = (train_pct[hi] - train_pct[lo]) / span
+    offset = train_pct[lo] - scene_pct[lo] * scale
+    return scale.astype(np.float32), offset.astype(np.float32)
