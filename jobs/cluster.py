@@ -1,0 +1,239 @@
+"""Where Dask work runs, from ``cluster.yaml`` (shared by the scene jobs: tiling, inference).
+
+Exactly one cluster kind (none given = ``local``):
+- ``local``: an embedded ``distributed.LocalCluster`` (worker processes) on 127.0.0.1;
+- ``address``: an existing scheduler, ``tcp://HOST:PORT`` (or ``tls://``);
+- ``slurm`` / ``pbs``: a dask-jobqueue ``SLURMCluster`` / ``PBSCluster`` scaled to ``jobs``.
+Plus optional ``security`` (TLS files for ``distributed.security.Security``) and ``dask``
+(a mapping given to ``dask.config.set`` before the cluster starts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+KINDS = ("local", "address", "slurm", "pbs")
+
+
+class ClusterConfigError(Exception):
+    """A cluster.yaml that cannot be used; the message is one line naming the file and key."""
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    n_workers: int | None = None  # None: one worker process per 2 cores (at least 1)
+    threads_per_worker: int | None = None  # None: cores / n_workers
+    memory_limit: str = "auto"
+    host: str = "127.0.0.1"
+    dashboard_address: str | None = "127.0.0.1:0"
+
+    def sized(self) -> tuple[int, int]:
+        cores = os.cpu_count() or 1
+        n = self.n_workers or max(1, cores // 2)
+        return n, self.threads_per_worker or max(1, cores // n)
+
+
+@dataclass(frozen=True)
+class JobqueueConfig:
+    cores: int
+    memory: str
+    processes: int = 1
+    walltime: str | None = None
+    queue: str | None = None
+    account: str | None = None
+    job_extra_directives: tuple[str, ...] = ()
+    job_script_prologue: tuple[str, ...] = ()
+    jobs: int = 1
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    tls_ca_file: str | None = None
+    tls_client_cert: str | None = None
+    tls_client_key: str | None = None
+    require_encryption: bool = True
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    kind: str = "local"
+    local: LocalConfig = field(default_factory=LocalConfig)
+    address: str | None = None
+    jobqueue: JobqueueConfig | None = None
+    security: SecurityConfig | None = None
+    dask: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+
+
+_LOCAL_TYPES = {"n_workers": (int, type(None)), "threads_per_worker": (int, type(None)),
+                "memory_limit": (str, int), "host": (str,),
+                "dashboard_address": (str, type(None))}
+_JOBQUEUE_TYPES = {"cores": (int,), "memory": (str,), "processes": (int,),
+                   "walltime": (str, type(None)), "queue": (str, type(None)),
+                   "account": (str, type(None)), "job_extra_directives": (list,),
+                   "job_script_prologue": (list,), "jobs": (int,)}
+_SECURITY_TYPES = {"tls_ca_file": (str,), "tls_client_cert": (str,), "tls_client_key": (str,),
+                   "require_encryption": (bool,)}
+
+
+def _section(path: Path, name: str, raw: Any, types: dict[str, tuple[type, ...]],
+             required: tuple[str, ...] = ()) -> dict[str, Any]:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ClusterConfigError(f"{path}: '{name}' must be a mapping")
+    for key, value in raw.items():
+        if key not in types:
+            raise ClusterConfigError(f"{path}: unknown key '{name}.{key}' "
+                                     f"(known: {', '.join(types)})")
+        ok = types[key]
+        if isinstance(value, bool) and bool not in ok:
+            ok = ()
+        if not isinstance(value, ok):
+            want = " or ".join("null" if t is type(None) else t.__name__ for t in types[key])
+            raise ClusterConfigError(f"{path}: '{name}.{key}' must be {want}, "
+                                     f"got {type(value).__name__}")
+        if key in ("job_extra_directives", "job_script_prologue") and not all(
+                isinstance(v, str) for v in value):
+            raise ClusterConfigError(f"{path}: '{name}.{key}' must be a list of strings")
+    for key in required:
+        if key not in raw:
+            raise ClusterConfigError(f"{path}: '{name}.{key}' is required")
+    return dict(raw)
+
+
+def load_cluster_config(path: str | Path | None) -> ClusterConfig:
+    """Read and validate ``cluster.yaml``; ``None`` gives the default (an embedded cluster)."""
+    if path is None:
+        return ClusterConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise ClusterConfigError(f"{path}: cluster config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0]
+        raise ClusterConfigError(f"{path}: not valid YAML ({first})") from exc
+    if not isinstance(raw, dict):
+        raise ClusterConfigError(f"{path}: top level must be a mapping")
+    known = (*KINDS, "security", "dask")
+    for key in raw:
+        if key not in known:
+            raise ClusterConfigError(f"{path}: unknown key '{key}' (known: {', '.join(known)})")
+    kinds = [k for k in KINDS if k in raw]
+    if len(kinds) > 1:
+        raise ClusterConfigError(f"{path}: two cluster kinds at once ({', '.join(kinds)}): "
+                                 "keep one")
+    kind = kinds[0] if kinds else "local"
+    local, address, jobqueue = LocalConfig(), None, None
+    if kind == "local":
+        local = LocalConfig(**_section(path, "local", raw.get("local"), _LOCAL_TYPES))
+        for key in ("n_workers", "threads_per_worker"):
+            value = getattr(local, key)
+            if value is not None and value < 1:
+                raise ClusterConfigError(f"{path}: 'local.{key}' must be >= 1")
+    elif kind == "address":
+        address = raw["address"]
+        if not isinstance(address, str) or "://" not in address:
+            raise ClusterConfigError(f"{path}: 'address' must be a string like "
+                                     "tcp://HOST:PORT")
+    else:
+        sec = _section(path, kind, raw[kind], _JOBQUEUE_TYPES, required=("cores", "memory"))
+        for key in ("job_extra_directives", "job_script_prologue"):
+            if key in sec:
+                sec[key] = tuple(sec[key])
+        jobqueue = JobqueueConfig(**sec)
+    security = None
+    if "security" in raw:
+        sec = _section(path, "security", raw["security"], _SECURITY_TYPES,
+                       required=("tls_ca_file", "tls_client_cert", "tls_client_key"))
+        security = SecurityConfig(**sec)
+    dask_cfg = raw.get("dask") or {}
+    if not isinstance(dask_cfg, dict):
+        raise ClusterConfigError(f"{path}: 'dask' must be a mapping of dask config keys")
+    return ClusterConfig(kind, local, address, jobqueue, security, dict(dask_cfg), str(path))
+
+
+def _security(config: ClusterConfig):
+    if config.security is None:
+        return None
+    from distributed.security import Security
+
+    s = config.security
+    return Security(tls_ca_file=s.tls_ca_file, tls_client_cert=s.tls_client_cert,
+                    tls_client_key=s.tls_client_key, require_encryption=s.require_encryption)
+
+
+def _worker_env() -> dict[str, str]:
+    """Worker processes must import the project: put the repo root on their PYTHONPATH."""
+    root = str(Path(__file__).resolve().parent.parent)
+    current = os.environ.get("PYTHONPATH", "")
+    parts = [p for p in current.split(os.pathsep) if p]
+    return {"PYTHONPATH": os.pathsep.join([root, *[p for p in parts if p != root]])}
+
+
+def make_jobqueue_cluster(config: ClusterConfig):
+    """The (not yet scaled) SLURMCluster / PBSCluster for a ``slurm`` / ``pbs`` config."""
+    if config.jobqueue is None:
+        raise ClusterConfigError(f"{config.path}: no 'slurm' or 'pbs' section")
+    from dask_jobqueue import PBSCluster, SLURMCluster
+
+    cls = SLURMCluster if config.kind == "slurm" else PBSCluster
+    j = config.jobqueue
+    kwargs: dict[str, Any] = dict(
+        cores=j.cores, memory=j.memory, processes=j.processes,
+        job_extra_directives=list(j.job_extra_directives),
+        job_script_prologue=list(j.job_script_prologue), security=_security(config))
+    for key in ("walltime", "queue", "account"):
+        if getattr(j, key) is not None:
+            kwargs[key] = getattr(j, key)
+    return cls(**kwargs)
+
+
+def job_script(config: ClusterConfig) -> str:
+    """The batch script the slurm/pbs cluster would submit (no queue needed to build it)."""
+    import dask
+
+    with dask.config.set(config.dask):
+        cluster = make_jobqueue_cluster(config)
+        try:
+            return cluster.job_script()
+        finally:
+            cluster.close()
+
+
+@contextlib.contextmanager
+def open_client(config: ClusterConfig | None = None) -> Iterator[Any]:
+    """Start the configured cluster (or connect to ``address``), yield a ``distributed.Client``,
+    and shut down what was started on exit."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    config = config or ClusterConfig()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(dask.config.set(config.dask))
+        security = _security(config)
+        if config.kind == "address":
+            client = Client(config.address, security=security)
+        elif config.kind == "local":
+            n, threads = config.local.sized()
+            protocol = "tls://" if security is not None else "tcp://"
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=n, threads_per_worker=threads, processes=True,
+                memory_limit=config.local.memory_limit, host=config.local.host,
+                protocol=protocol, dashboard_address=config.local.dashboard_address,
+                security=security, env=_worker_env()))
+            client = Client(cluster, security=security)
+        else:
+            cluster = stack.enter_context(make_jobqueue_cluster(config))
+            cluster.scale(jobs=config.jobqueue.jobs)
+            client = Client(cluster, security=security)
+        with client:
+            yield client

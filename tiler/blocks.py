@@ -1,0 +1,103 @@
+"""Read one 1024-px block of a scene in the project's convention: 14 bands + validity.
+
+Each band file is opened and read once per block: a plain windowed read when the file is on the
+scene grid, otherwise through a ``WarpedVRT`` onto the scene grid (bilinear for data), reading
+only the block's window, so no process ever holds more than a few blocks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from tiler.bands import BANDS
+from tiler.grid import Grid
+from tiler.sources import BandSource, SceneSpec
+from tiler.terrain import horn_slope
+
+GDAL_ENV = {
+    # Blocks are the parallelism (one task per core), so each decode uses one thread.
+    "GDAL_NUM_THREADS": "1",
+    "GDAL_CACHEMAX": 128,  # MB per worker process: plenty for one block's band windows
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+}
+WARP_MEM_LIMIT_MB = 256
+
+
+def _on_grid(ds: rasterio.DatasetReader, grid: Grid) -> bool:
+    return (ds.crs == CRS.from_wkt(grid.crs_wkt)
+            and np.allclose(tuple(ds.transform)[:6], grid.transform, rtol=0, atol=1e-9))
+
+
+def read_band(src: BandSource, grid: Grid, window: Window) -> np.ndarray:
+    """``window`` (on the padded grid) of one band, converted, float32, NaN = nodata."""
+    with rasterio.open(src.path) as ds:
+        if _on_grid(ds, grid):
+            fill = src.nodata if src.nodata is not None else np.nan
+            if np.issubdtype(np.dtype(ds.dtypes[src.index - 1]), np.integer) and np.isnan(fill):
+                fill = 0
+            raw = ds.read(src.index, window=window, boundless=True, fill_value=fill,
+                          out_dtype="float32")
+        else:
+            with WarpedVRT(
+                ds, crs=CRS.from_wkt(grid.crs_wkt), transform=grid.affine,
+                width=grid.padded_width, height=grid.padded_height,
+                resampling=Resampling[src.resampling], src_nodata=src.nodata,
+                nodata=np.nan, dtype="float32", warp_mem_limit=WARP_MEM_LIMIT_MB,
+            ) as vrt:
+                raw = vrt.read(src.index, window=window)
+    raw = raw.astype("float32", copy=False)
+    if src.nodata is not None:
+        raw[raw == src.nodata] = np.nan
+    if src.offset or src.quantification != 1.0:
+        raw = (raw + np.float32(src.offset)) / np.float32(src.quantification)
+    return raw
+
+
+def read_dem_and_slope(src: BandSource, grid: Grid, window: Window) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+    """DEM (bilinear onto the grid) and Horn slope for ``window``.
+
+    The DEM is read with a 1-px halo clipped to the unpadded scene and edge-replicated beyond
+    it, so every block gives exactly ``horn_slope`` of the whole scene's DEM: no seams.
+    """
+    y0, x0 = window.row_off, window.col_off
+    y1, x1 = y0 + window.height, x0 + window.width
+    r0, r1 = max(y0 - 1, 0), min(y1 + 1, grid.height)
+    c0, c1 = max(x0 - 1, 0), min(x1 + 1, grid.width)
+    halo = read_band(src, grid, Window(c0, r0, c1 - c0, r1 - r0))
+    pad = ((r0 - (y0 - 1), (y1 + 1) - r1), (c0 - (x0 - 1), (x1 + 1) - c1))
+    halo = np.pad(halo, pad, mode="edge")
+    slope = horn_slope(halo, *grid.res)[1:-1, 1:-1]
+    return halo[1:-1, 1:-1], slope
+
+
+def read_block(spec: SceneSpec, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image float32 (14, h, w) (0 where invalid) and valid uint8 (h, w) of block (row, col).
+
+    A pixel is valid when it lies in the unpadded scene and all 14 bands are finite.
+    """
+    grid = spec.grid
+    window = grid.block_window(row, col)
+    h, w = int(window.height), int(window.width)
+    image = np.empty((len(BANDS), h, w), dtype="float32")
+    with rasterio.Env(**GDAL_ENV):
+        for i, src in enumerate(spec.bands):
+            if isinstance(src, BandSource):
+                image[i] = read_band(src, grid, window)
+            else:
+                image[i] = np.float32(src)
+        if spec.slope is not None:
+            image[12] = read_band(spec.slope, grid, window)
+            image[13] = read_band(spec.dem, grid, window)
+        else:
+            image[13], image[12] = read_dem_and_slope(spec.dem, grid, window)
+    valid = np.isfinite(image).all(axis=0)
+    valid[max(grid.height - window.row_off, 0):, :] = False
+    valid[:, max(grid.width - window.col_off, 0):] = False
+    image[:, ~valid] = 0.0
+    return image, valid.astype("uint8")

@@ -1,0 +1,125 @@
+"""Tile a scene into a store with Dask: one task per 1024-px block (one shard), resumable.
+
+``tile_scene`` is the one entry point (``python -m jobs.tile`` and inference call it).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from distributed import Client, as_completed
+
+from tiler.bands import CONVENTION
+from tiler.blocks import read_block
+from tiler.errors import InputError, StoreError
+from tiler.sources import DEFAULT_QUANTIFICATION, SceneSpec, resolve_input
+from tiler.store import (
+    create_store,
+    is_store,
+    mark_complete,
+    read_tiled,
+    remove_store,
+    store_attrs,
+    write_block,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TileResult:
+    store: Path
+    blocks_total: int
+    blocks_written: int
+    already_complete: bool
+    valid_pixels: int  # counted over the blocks written by this run
+
+
+def tile_block(row: int, col: int, spec: SceneSpec, store: str) -> int:
+    """The Dask task: read, convert and write block (row, col); returns its valid pixel count."""
+    image, valid = read_block(spec, row, col)
+    write_block(store, spec.grid, row, col, image, valid)
+    return int(valid.sum())
+
+
+def _check_same_input(store: Path, spec: SceneSpec, source: dict) -> None:
+    attrs = store_attrs(store)
+    old = attrs.get("source") or {}
+    grid = spec.grid
+    same = (attrs.get("convention") == CONVENTION
+            and old.get("fingerprint") == source["fingerprint"]
+            and attrs.get("height") == grid.height and attrs.get("width") == grid.width
+            and attrs.get("tile_size") == grid.tile and attrs.get("block_size") == grid.block)
+    if not same:
+        raise StoreError(f"{store}: store was made from a different input "
+                         f"({old.get('path', '?')}); pass --overwrite to replace it")
+
+
+def tile_scene(input_path: str | Path, store: str | Path, *, client: Client,
+               dem: str | Path | None = None, offset: float = 0.0,
+               quantification: float = DEFAULT_QUANTIFICATION, overwrite: bool = False,
+               progress: bool = True) -> TileResult:
+    """Tile ``input_path`` (stacked GeoTIFF, band folder or SAFE product; ``dem`` for the
+    latter two) into the Zarr store ``store`` on ``client``'s cluster.
+
+    A complete store from the same input is left alone; an incomplete one is resumed (only the
+    blocks whose ``tiled`` flag is 0 are written); a store from another input raises
+    StoreError unless ``overwrite``. Bad input raises InputError before any store exists.
+    """
+    store = Path(store).resolve()
+    spec = resolve_input(input_path, dem, offset=offset, quantification=quantification)
+    source = spec.source_record()
+    total = len(spec.grid.blocks())
+
+    if store.exists() and overwrite:
+        remove_store(store)
+    created = False
+    if store.exists():
+        if not is_store(store):
+            raise StoreError(f"{store}: exists and is not a tile store")
+        _check_same_input(store, spec, source)
+        if store_attrs(store).get("complete"):
+            return TileResult(store, total, 0, True, 0)
+    else:
+        create_store(store, spec.grid, source)
+        created = True
+
+    tiled = read_tiled(store)
+    todo = [(r, c) for r, c in spec.grid.blocks() if not tiled[r, c]]
+    rows, cols = [r for r, _ in todo], [c for _, c in todo]
+    futures = client.map(tile_block, rows, cols, spec=spec, store=str(store), pure=False)
+    valid_pixels = 0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=total - len(todo), unit="block", desc="tiling")
+    try:
+        for fut in as_completed(futures):
+            valid_pixels += fut.result()
+            if bar is not None:
+                bar.update(1)
+    except BaseException:
+        client.cancel(futures)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if created and valid_pixels == 0:
+        remove_store(store)
+        raise InputError(f"{spec.source}: the scene is empty (no valid pixel in any block)")
+    mark_complete(store)
+    return TileResult(store, total, len(todo), False, valid_pixels)
+
+
+def tile_input_summary(result: TileResult) -> str:
+    if result.already_complete:
+        return f"{result.store}: already complete ({result.blocks_total} blocks): nothing to do"
+    return (f"{result.store}: wrote {result.blocks_written} of {result.blocks_total} blocks "
+            f"({result.valid_pixels} valid pixels)")
+
+
+__all__ = ["TileResult", "tile_block", "tile_scene", "tile_input_summary"]

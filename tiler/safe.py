@@ -1,0 +1,116 @@
+"""Sentinel-2 SAFE products (L1C and L2A): which JP2 holds which band, and how DN become
+reflectance, read from the product's MTD_MSIL1C.xml / MTD_MSIL2A.xml.
+
+reflectance = (DN + offset) / quantification, DN 0 = nodata. Offsets (``BOA_ADD_OFFSET`` for
+L2A, ``RADIO_ADD_OFFSET`` for L1C, -1000 since processing baseline 04.00) are indexed by
+``band_id`` 0..12 in the order of ``S2_BAND_IDS``; products before 04.00 have no offset block,
+so the offset is 0.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from tiler.errors import InputError
+
+S2_BAND_IDS: tuple[str, ...] = (
+    "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12",
+)
+"""Sentinel-2 ``band_id`` 0..12 -> band name (the metadata's numbering, B8A included)."""
+
+NATIVE_RES: dict[str, int] = {
+    "B1": 60, "B2": 10, "B3": 10, "B4": 10, "B5": 20, "B6": 20, "B7": 20, "B8": 10,
+    "B8A": 20, "B9": 60, "B10": 60, "B11": 20, "B12": 20,
+}
+
+_BAND_IN_NAME = re.compile(r"(?:^|_)B(\d{1,2}|8A)(?:_|\.|$)", re.IGNORECASE)
+_RES_IN_NAME = re.compile(r"_(\d{2})m(?:\.|$)")
+
+
+def band_of_name(name: str) -> str | None:
+    """'T33UUU_20160608T153121_B02_10m.jp2' -> 'B2'; B8A -> 'B8A'; TCI/SCL/other -> None."""
+    m = _BAND_IN_NAME.search(Path(name).name)
+    if not m:
+        return None
+    tag = m.group(1).upper()
+    return "B8A" if tag == "8A" else f"B{int(tag)}"
+
+
+@dataclass(frozen=True)
+class SafeProduct:
+    """What the tiler needs from a SAFE product's metadata."""
+
+    root: Path
+    level: str  # "L1C" or "L2A"
+    baseline: str
+    quantification: float
+    offsets: dict[str, float]  # band name -> additive offset on DN
+    files: dict[str, Path]  # band name -> JP2 at the band's native (or finest listed) res
+
+
+def find_metadata(folder: Path) -> Path | None:
+    for name in ("MTD_MSIL2A.xml", "MTD_MSIL1C.xml"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _iter_local(root: ET.Element, name: str):
+    return (el for el in root.iter() if _local(el.tag) == name)
+
+
+def read_safe(folder: str | Path) -> SafeProduct:
+    """Parse a SAFE folder's metadata. Raises InputError naming the file on anything missing."""
+    folder = Path(folder)
+    mtd = find_metadata(folder)
+    if mtd is None:
+        raise InputError(f"{folder}: no MTD_MSIL2A.xml or MTD_MSIL1C.xml: not a SAFE product")
+    try:
+        root = ET.parse(mtd).getroot()
+    except ET.ParseError as exc:
+        raise InputError(f"{mtd}: not valid XML ({exc})") from exc
+    level = "L2A" if "Level-2A" in root.tag or mtd.name == "MTD_MSIL2A.xml" else "L1C"
+
+    baseline = next((el.text or "" for el in _iter_local(root, "PROCESSING_BASELINE")), "")
+    qname = "BOA_QUANTIFICATION_VALUE" if level == "L2A" else "QUANTIFICATION_VALUE"
+    qel = next(_iter_local(root, qname), None)
+    if qel is None or not (qel.text or "").strip():
+        raise InputError(f"{mtd}: no {qname}")
+    quantification = float(qel.text)
+    if quantification <= 0:
+        raise InputError(f"{mtd}: {qname} must be positive, got {qel.text}")
+
+    oname = "BOA_ADD_OFFSET" if level == "L2A" else "RADIO_ADD_OFFSET"
+    offsets = {b: 0.0 for b in S2_BAND_IDS}
+    for el in _iter_local(root, oname):
+        idx = int(el.get("band_id", "-1"))
+        if not 0 <= idx < len(S2_BAND_IDS):
+            raise InputError(f"{mtd}: {oname} with unknown band_id {el.get('band_id')!r}")
+        offsets[S2_BAND_IDS[idx]] = float(el.text)
+
+    fmt = next((el.get("imageFormat") for el in _iter_local(root, "Granule")), None)
+    exts = (".tif", ".jp2") if fmt == "GeoTIFF" else (".jp2", ".tif")
+    candidates: dict[str, list[tuple[int, Path]]] = {}
+    for el in _iter_local(root, "IMAGE_FILE"):
+        rel = (el.text or "").strip()
+        band = band_of_name(rel)
+        if band is None:
+            continue
+        m = _RES_IN_NAME.search(rel + ".")
+        res = int(m.group(1)) if m else NATIVE_RES[band]
+        path = next((folder / (rel + e) for e in exts if (folder / (rel + e)).exists()),
+                    folder / (rel + exts[0]))
+        candidates.setdefault(band, []).append((res, path))
+    files: dict[str, Path] = {}
+    for band, options in candidates.items():
+        # The native resolution when listed, else the finest one listed.
+        native = [p for r, p in options if r == NATIVE_RES[band]]
+        files[band] = native[0] if native else min(options, key=lambda o: o[0])[1]
+    return SafeProduct(folder, level, baseline, quantification, offsets, files)
