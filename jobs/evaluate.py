@@ -1,0 +1,49 @@
+"""Score a model bundle: python -m jobs.evaluate --data DIR --model MODEL_DIR [--split ValidData]"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from unet.errors import UnetError  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__)
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--model", required=True, type=Path, help="MODEL_DIR with the bundle")
+    p.add_argument("--split", default="ValidData")
+    p.add_argument("--json", type=Path, default=None, help="also write the scores here")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="decision threshold (default: the bundle's)")
+    p.add_argument("--batch-size", type=int, default=16)
+    args = p.parse_args(argv)
+    try:
+        from unet.bundle import load_bundle, write_json_atomic
+        from unet.dataset import list_split
+        from unet.evaluation import evaluate_samples
+
+        model, bundle = load_bundle(args.model)
+        samples = list_split(args.data, args.split)
+        result = evaluate_samples(model, bundle, samples, args.threshold, args.batch_size)
+        result = {"split": args.split, "model_id": bundle.model_id, **result}
+        print(f"{'split':<10} {'tiles':>6} {'threshold':>9} {'precision':>9} {'recall':>9} "
+              f"{'F1':>9} {'IoU':>9}")
+        print(f"{args.split:<10} {result['tiles']:>6} {result['threshold']:>9.3f} "
+              f"{result['precision']:>9.4f} {result['recall']:>9.4f} {result['f1']:>9.4f} "
+              f"{result['iou']:>9.4f}")
+        if args.json:
+            write_json_atomic(args.json, result)
+    except UnetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
