@@ -13,8 +13,8 @@ import sys
 
 from jobs.cluster import ClusterConfigError, load_cluster_config, open_client
 from tiler.errors import TilerError
-from tiler.run import tile_input_summary, tile_scene
-from tiler.sources import DEFAULT_QUANTIFICATION
+from tiler.run import plan_store, run_plan, tile_input_summary
+from tiler.sources import DEFAULT_QUANTIFICATION, resolve_input
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,16 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         config = load_cluster_config(args.cluster)
-        # Refuse bad input before starting any cluster (tile_scene checks again, cheaply).
-        from tiler.sources import resolve_input
-
-        resolve_input(args.input, args.dem, offset=args.offset,
-                      quantification=args.quantification)
-        with open_client(config) as client:
-            print(f"dask dashboard: {client.dashboard_link}", flush=True)
-            result = tile_scene(args.input, args.out, client=client, dem=args.dem,
-                                offset=args.offset, quantification=args.quantification,
-                                overwrite=args.overwrite, progress=not args.no_progress)
+        # Everything that can be refused is refused here, before any cluster starts.
+        spec = resolve_input(args.input, args.dem, offset=args.offset,
+                             quantification=args.quantification)
+        plan = plan_store(spec, args.out, overwrite=args.overwrite)
+        if plan.already_complete:
+            result = run_plan(plan, client=None)
+        else:
+            with open_client(config) as client:
+                print(f"dask dashboard: {client.dashboard_link}", flush=True)
+                result = run_plan(plan, client, progress=not args.no_progress)
     except (TilerError, ClusterConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

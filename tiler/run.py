@@ -57,22 +57,23 @@ def _check_same_input(store: Path, spec: SceneSpec, source: dict) -> None:
                          f"({old.get('path', '?')}); pass --overwrite to replace it")
 
 
-def tile_scene(input_path: str | Path, store: str | Path, *, client: Client,
-               dem: str | Path | None = None, offset: float = 0.0,
-               quantification: float = DEFAULT_QUANTIFICATION, overwrite: bool = False,
-               progress: bool = True) -> TileResult:
-    """Tile ``input_path`` (stacked GeoTIFF, band folder or SAFE product; ``dem`` for the
-    latter two) into the Zarr store ``store`` on ``client``'s cluster.
+@dataclass(frozen=True)
+class Plan:
+    """What a run has to do on a store: the blocks still to write (empty when complete)."""
 
-    A complete store from the same input is left alone; an incomplete one is resumed (only the
-    blocks whose ``tiled`` flag is 0 are written); a store from another input raises
-    StoreError unless ``overwrite``. Bad input raises InputError before any store exists.
-    """
+    spec: SceneSpec
+    store: Path
+    todo: tuple[tuple[int, int], ...]
+    created: bool
+    already_complete: bool
+
+
+def plan_store(spec: SceneSpec, store: str | Path, *, overwrite: bool = False) -> Plan:
+    """Create the store, or check that an existing one comes from the same input and list
+    the blocks whose ``tiled`` flag is still 0. Raises StoreError for a store of another input
+    (unless ``overwrite``: then it is deleted and made again)."""
     store = Path(store).resolve()
-    spec = resolve_input(input_path, dem, offset=offset, quantification=quantification)
     source = spec.source_record()
-    total = len(spec.grid.blocks())
-
     if store.exists() and overwrite:
         remove_store(store)
     created = False
@@ -81,21 +82,30 @@ def tile_scene(input_path: str | Path, store: str | Path, *, client: Client,
             raise StoreError(f"{store}: exists and is not a tile store")
         _check_same_input(store, spec, source)
         if store_attrs(store).get("complete"):
-            return TileResult(store, total, 0, True, 0)
+            return Plan(spec, store, (), False, True)
     else:
         create_store(store, spec.grid, source)
         created = True
-
     tiled = read_tiled(store)
-    todo = [(r, c) for r, c in spec.grid.blocks() if not tiled[r, c]]
-    rows, cols = [r for r, _ in todo], [c for _, c in todo]
-    futures = client.map(tile_block, rows, cols, spec=spec, store=str(store), pure=False)
+    todo = tuple((r, c) for r, c in spec.grid.blocks() if not tiled[r, c])
+    return Plan(spec, store, todo, created, False)
+
+
+def run_plan(plan: Plan, client: Client | None, *, progress: bool = True) -> TileResult:
+    """Write the plan's blocks on ``client`` (one task per block), then mark the store
+    complete. On any failure the finished blocks keep their flags: a re-run resumes."""
+    total = len(plan.spec.grid.blocks())
+    if plan.already_complete:
+        return TileResult(plan.store, total, 0, True, 0)
+    rows, cols = [r for r, _ in plan.todo], [c for _, c in plan.todo]
+    futures = client.map(tile_block, rows, cols, spec=plan.spec, store=str(plan.store),
+                         pure=False)
     valid_pixels = 0
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, initial=total - len(todo), unit="block", desc="tiling")
+        bar = tqdm(total=total, initial=total - len(plan.todo), unit="block", desc="tiling")
     try:
         for fut in as_completed(futures):
             valid_pixels += fut.result()
@@ -107,12 +117,27 @@ def tile_scene(input_path: str | Path, store: str | Path, *, client: Client,
     finally:
         if bar is not None:
             bar.close()
+    if plan.created and valid_pixels == 0:
+        remove_store(plan.store)
+        raise InputError(f"{plan.spec.source}: the scene is empty (no valid pixel in any block)")
+    mark_complete(plan.store)
+    return TileResult(plan.store, total, len(plan.todo), False, valid_pixels)
 
-    if created and valid_pixels == 0:
-        remove_store(store)
-        raise InputError(f"{spec.source}: the scene is empty (no valid pixel in any block)")
-    mark_complete(store)
-    return TileResult(store, total, len(todo), False, valid_pixels)
+
+def tile_scene(input_path: str | Path, store: str | Path, *, client: Client,
+               dem: str | Path | None = None, offset: float = 0.0,
+               quantification: float = DEFAULT_QUANTIFICATION, overwrite: bool = False,
+               progress: bool = True) -> TileResult:
+    """Tile ``input_path`` (stacked GeoTIFF, band folder or SAFE product; ``dem`` for the
+    latter two) into the Zarr store ``store`` on ``client``'s cluster: the one call for jobs.
+
+    A complete store from the same input is left alone; an incomplete one is resumed (only the
+    blocks whose ``tiled`` flag is 0 are written); a store from another input raises
+    StoreError unless ``overwrite``. Bad input raises InputError before any store exists.
+    """
+    spec = resolve_input(input_path, dem, offset=offset, quantification=quantification)
+    plan = plan_store(spec, store, overwrite=overwrite)
+    return run_plan(plan, client, progress=progress)
 
 
 def tile_input_summary(result: TileResult) -> str:
