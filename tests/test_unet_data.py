@@ -1,0 +1,117 @@
+"""The Landslide4Sense reader, the split, augmentation and the streamed statistics."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from unet.dataset import list_split, read_image, read_info, train_val_split
+from unet.errors import DatasetError
+from unet.normalize import normalize_array, streamed_stats
+from unet.pipeline import augment_pair, make_dataset
+
+_spec = importlib.util.spec_from_file_location(
+    "l4s_data", Path(__file__).parent / "data" / "l4s" / "data.py")
+l4s_data = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(l4s_data)
+
+
+def test_reads_float64_and_float32_and_testdata_without_masks(tmp_path):
+    make = l4s_data.make_l4s
+    root64 = make(tmp_path / "a", n_train=3, n_valid=2, n_test=2, dtype=np.float64)
+    root32 = make(tmp_path / "b", n_train=3, n_valid=0, dtype=np.float32, convention="s2-x")
+    with h5py.File(root64 / "TrainData/img/image_1.h5") as f:
+        assert f["img"].dtype == np.float64
+        raw = f["img"][()]
+    x = read_image(root64 / "TrainData/img/image_1.h5")
+    assert x.dtype == np.float32 and x.shape == (32, 32, 14)
+    np.testing.assert_allclose(x, raw, rtol=1e-6)
+    assert read_image(root32 / "TrainData/img/image_2.h5").dtype == np.float32
+    test = list_split(root64, "TestData")
+    assert [s.index for s in test] == [1, 2] and all(s.mask is None for s in test)
+    assert all(s.mask is not None for s in list_split(root64, "TrainData"))
+    assert read_info(root64).convention == "l4s-release"
+    assert read_info(root64).bands[-2:] == ("slope", "DEM")
+    assert read_info(root32).convention == "s2-x"
+
+
+def test_masks_matched_by_number_and_missing_mask_is_an_error(tmp_path):
+    root = l4s_data.make_l4s(tmp_path, n_train=11, n_valid=0)
+    samples = list_split(root, "TrainData")
+    assert [s.index for s in samples] == list(range(1, 12))  # numeric, not lexical, order
+    assert all(s.mask.name == f"mask_{s.index}.h5" for s in samples)
+    (root / "TrainData/mask/mask_10.h5").unlink()
+    with pytest.raises(DatasetError, match="mask_10.h5"):
+        list_split(root, "TrainData")
+
+
+def test_validation_split_from_train_when_valid_has_no_masks(tmp_path):
+    root = l4s_data.make_l4s(tmp_path, n_train=20, n_valid=4, valid_masks=False)
+    train, val = train_val_split(root, 0.25, seed=3)
+    assert len(val) == 5 and len(train) == 15
+    assert not {s.index for s in train} & {s.index for s in val}
+    assert [s.index for s in train_val_split(root, 0.25, seed=3)[1]] == [s.index for s in val]
+    root2 = l4s_data.make_l4s(tmp_path / "v", n_train=6, n_valid=4)
+    train2, val2 = train_val_split(root2, 0.25)
+    assert len(train2) == 6 and all("ValidData" in str(s.image) for s in val2)
+
+
+def test_augmentation_keeps_image_and_mask_aligned():
+    rng = np.random.default_rng(0)
+    mask = (rng.random((16, 16)) < 0.3).astype(np.uint8)
+    image = rng.standard_normal((16, 16, 4)).astype(np.float32)
+    image[..., 2] = mask
+    seen = set()
+    for s in range(24):
+        x, m = augment_pair(image, mask, np.array([7, s]))
+        x, m = x.numpy(), m.numpy()
+        np.testing.assert_array_equal(x[..., 2], m)
+        seen.add(x.tobytes())
+    assert len(seen) > 4  # it does transform
+
+
+def test_pipeline_normalises_clips_and_shuffles_by_seed(tmp_path):
+    root = l4s_data.make_l4s(tmp_path, n_train=6, n_valid=0)
+    samples = list_split(root, "TrainData")
+    mean, std = [1.0] * 14, [0.01] * 14
+    ds = make_dataset(samples, mean, std, 10.0, 4, training=False, pad_to_batch=True)
+    batches = list(ds)
+    assert len(batches) == 2
+    x, y, w = batches[0]
+    ref = normalize_array(read_image(samples[0].image), mean, std, 10.0)
+    np.testing.assert_allclose(x.numpy()[0], ref, rtol=1e-6)
+    assert float(np.abs(x).max()) <= 10.0
+    assert w.numpy().tolist() == [1, 1, 1, 1] and batches[1][2].numpy().tolist() == [1, 1, 0, 0]
+
+    def order(epoch, seed=0):
+        ds = make_dataset(samples, [0.0] * 14, [1.0] * 14, 10.0, 2, training=True,
+                          augment=False, seed=seed, epoch=epoch)
+        return [float(x[0, 0, 0, 0]) for x, _, _ in ds]
+
+    assert order(1) == order(1)
+    assert order(1) != order(2) or order(1) != order(3)
+
+
+def test_streamed_statistics_equal_numpy(tmp_path):
+    root = l4s_data.make_l4s(tmp_path, n_train=7, n_valid=0)
+    paths = [s.image for s in list_split(root, "TrainData")]
+    stats = streamed_stats(paths, read_image, q=(5, 50, 95), sample_pixels=2000, seed=1)
+    allx = np.concatenate([read_image(p).reshape(-1, 14).astype(np.float64) for p in paths])
+    np.testing.assert_allclose(stats.mean, allx.mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(stats.std, allx.std(axis=0), rtol=1e-10)
+    assert stats.count == allx.shape[0]
+    pct = np.asarray(stats.percentiles)
+    assert pct.shape == (14, 3) and np.all(np.diff(pct, axis=1) >= 0)
+    np.testing.assert_allclose(pct[:, 1], np.median(allx, axis=0), atol=0.05)
+    again = streamed_stats(paths, read_image, q=(5, 50, 95), sample_pixels=2000, seed=1)
+    assert again.percentiles == stats.percentiles
+
+
+def test_bad_dataset_json_names_the_file(tmp_path):
+    root = l4s_data.make_l4s(tmp_path, n_train=2, n_valid=0)
+    (root / "dataset.json").write_text(json.dumps({"bands": []}))
+    with pytest.raises(DatasetError, match="dataset.json"):
+        read_info(root)
