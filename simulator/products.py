@@ -50,7 +50,7 @@ def _downsampled_dn(ds: rasterio.DatasetReader, band: str, offset: int) -> tuple
         dst, transform = src, ds.transform
     else:
         h, w = math.ceil(ds.height / factor), math.ceil(ds.width / factor)
-        transform = ds.transform * Affine.scale(factor)
+        transform = ds.transform @ Affine.scale(factor)
         dst = np.full((h, w), np.nan, dtype="float32")
         reproject(src, dst, src_transform=ds.transform, src_crs=ds.crs, src_nodata=np.nan,
                   dst_transform=transform, dst_crs=ds.crs, dst_nodata=np.nan,
