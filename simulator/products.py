@@ -16,6 +16,7 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.fill import fillnodata
 from rasterio.warp import reproject, transform_bounds
 
 from tiler.bands import SPECTRAL
@@ -99,6 +100,16 @@ def write_dem(scene_tif: str | Path, out_path: str | Path, *, margin_deg: float 
     out_path = Path(out_path)
     with rasterio.open(scene_tif) as ds:
         dem = ds.read(len(SPECTRAL) + 2).astype("float32")
+        # A real DEM has data beyond the scene: extend the scene's DEM (nodata filled from
+        # its neighbours, then edge-replicated) so the margin holds heights, not nodata.
+        finite = np.isfinite(dem)
+        if not finite.all():
+            dem = fillnodata(np.where(finite, dem, 0), mask=finite.astype("uint8"),
+                             max_search_distance=max(dem.shape))
+        res_m = max(abs(ds.transform.a), abs(ds.transform.e))
+        pad = math.ceil(2 * margin_deg * 111_320 / res_m) + 2
+        dem = np.pad(dem, pad, mode="edge")
+        src_transform = ds.transform @ Affine.translation(-pad, -pad)
         left, bottom, right, top = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds,
                                                     densify_pts=21)
         left, bottom = left - margin_deg, bottom - margin_deg
@@ -107,7 +118,7 @@ def write_dem(scene_tif: str | Path, out_path: str | Path, *, margin_deg: float 
         h = math.ceil((top - bottom) / res_deg)
         transform = Affine(res_deg, 0, left, 0, -res_deg, top)
         out = np.full((h, w), np.nan, dtype="float32")
-        reproject(dem, out, src_transform=ds.transform, src_crs=ds.crs, src_nodata=np.nan,
+        reproject(dem, out, src_transform=src_transform, src_crs=ds.crs, src_nodata=np.nan,
                   dst_transform=transform, dst_crs="EPSG:4326", dst_nodata=np.nan,
                   resampling=Resampling.bilinear)
     dn = np.where(np.isfinite(out), np.clip(np.round(out), -32767, 32767), DEM_NODATA)

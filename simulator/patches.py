@@ -1,0 +1,130 @@
+"""Landslide4Sense-layout patch sets cut from the simulated world.
+
+Patches are 128 x 128 windows of the world. To share the fixed cost of a window (terrain halo,
+landslide tracing), they are cut 4 x 4 from 512 x 512 regions; region positions are drawn by a
+seeded generator inside a zone of the world, with a bias to mountains (where landslides are),
+as the real dataset's patches were chosen around landslide events. TrainData and ValidData come
+from zones a million pixels apart, so they never overlap; scenes use a third zone.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from simulator.errors import SimulatorError
+from simulator.relief import mountainness_at
+from simulator.world import simulate_window
+from tiler.bands import BANDS, CONVENTION, TILE
+
+DEFAULT_N_TRAIN = 1200
+DEFAULT_N_VALID = 300
+REGION = 4 * TILE
+ZONE = 1_000_000
+ZONES = {"TrainData": (0, 0), "ValidData": (0, 2 * ZONE)}
+"""Global (row, col) origin of each split's zone of the world."""
+
+
+@dataclass(frozen=True)
+class PatchSet:
+    """What ``write_patches`` wrote."""
+
+    root: Path
+    n_train: int
+    n_valid: int
+    seed: int
+
+
+def region_origins(seed: int, split: str, n_regions: int) -> list[tuple[int, int]]:
+    """Seeded (row, col) of the split's regions, mostly in the mountains."""
+    zr, zc = ZONES[split]
+    rng = np.random.default_rng([seed, 1 if split == "TrainData" else 2])
+    out: list[tuple[int, int]] = []
+    while len(out) < n_regions:
+        r = zr + int(rng.integers(0, ZONE - REGION))
+        c = zc + int(rng.integers(0, ZONE - REGION))
+        m = float(mountainness_at(seed, np.array([r + REGION / 2]), np.array([c + REGION / 2]))[0])
+        if m > 0.6 or rng.random() < 0.2:
+            out.append((r, c))
+    return out
+
+
+def _write_region(job: tuple[int, int, int, str, int, int]) -> None:
+    """Simulate one region and write its patches numbered from ``first``."""
+    seed, row0, col0, split_dir, first, count = job
+    img, mask = simulate_window(seed, row0, col0, REGION, REGION)
+    per_row = REGION // TILE
+    for k in range(count):
+        r, c = (k // per_row) * TILE, (k % per_row) * TILE
+        i = first + k
+        tile = np.ascontiguousarray(img[:, r:r + TILE, c:c + TILE].transpose(1, 2, 0))
+        with h5py.File(os.path.join(split_dir, "img", f"image_{i}.h5"), "w") as f:
+            f.create_dataset("img", data=tile)
+        with h5py.File(os.path.join(split_dir, "mask", f"mask_{i}.h5"), "w") as f:
+            f.create_dataset("mask", data=mask[r:r + TILE, c:c + TILE])
+
+
+def _jobs(seed: int, split: str, split_dir: str, n: int) -> list[tuple[int, int, int, str, int,
+                                                                        int]]:
+    per_region = (REGION // TILE) ** 2
+    n_regions = -(-n // per_region)
+    jobs = []
+    for j, (r, c) in enumerate(region_origins(seed, split, n_regions)):
+        first = j * per_region + 1
+        jobs.append((seed, r, c, split_dir, first, min(per_region, n - j * per_region)))
+    return jobs
+
+
+def write_patches(out_dir: str | os.PathLike, n_train: int = DEFAULT_N_TRAIN,
+                  n_valid: int = DEFAULT_N_VALID, seed: int = 0,
+                  workers: int | None = None) -> PatchSet:
+    """Write ``OUT/{TrainData,ValidData}/{img,mask}/`` and ``OUT/dataset.json``.
+
+    Each split is built in a temporary folder inside OUT and renamed into place (replacing an
+    earlier split), and ``dataset.json`` is written last, so an interrupted run never leaves a
+    set that looks complete. ``workers`` processes simulate regions in parallel (default: the
+    CPUs available, at most 4).
+    """
+    if n_train < 1 or n_valid < 1:
+        raise SimulatorError(f"n_train and n_valid must be >= 1, got {n_train} and {n_valid}")
+    root = Path(out_dir)
+    if root.exists() and not root.is_dir():
+        raise SimulatorError(f"{root} exists and is not a directory")
+    root.mkdir(parents=True, exist_ok=True)
+    if workers is None:
+        workers = min(4, len(os.sched_getaffinity(0)))
+    staged: dict[str, str] = {}
+    jobs = []
+    for split, n in (("TrainData", n_train), ("ValidData", n_valid)):
+        tmp = tempfile.mkdtemp(prefix=f".{split}.", dir=root)
+        os.makedirs(os.path.join(tmp, "img"))
+        os.makedirs(os.path.join(tmp, "mask"))
+        staged[split] = tmp
+        jobs += _jobs(seed, split, tmp, n)
+    try:
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                list(pool.map(_write_region, jobs))
+        else:
+            for job in jobs:
+                _write_region(job)
+        for split, tmp in staged.items():
+            final = root / split
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+    finally:
+        for tmp in staged.values():
+            shutil.rmtree(tmp, ignore_errors=True)
+    meta = {"convention": CONVENTION, "bands": list(BANDS), "seed": seed, "n_train": n_train,
+            "n_valid": n_valid}
+    tmp_json = root / ".dataset.json.tmp"
+    tmp_json.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp_json, root / "dataset.json")
+    return PatchSet(root, n_train, n_valid, seed)
