@@ -238,7 +238,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
 
     with strategy.scope():
         model = build_unet(n_bands, config.base_width, config.depth, config.batch_norm,
-                           config.dropout)
+                           config.dropout, sync_batch_norm=replicas > 1)
         optimizer = keras.optimizers.Adam(config.lr)
         if config.precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -369,9 +369,14 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
 
     _write_worker_weights(config, model)
     if chief:
+        # A plain (not synchronised) twin: loadable under any backend, same weights.
+        final = build_unet(n_bands, config.base_width, config.depth, config.batch_norm,
+                           config.dropout)
         best_path = _checkpoint_dir(out) / "best.weights.h5"
         if best_path.exists():
-            model.load_weights(best_path)
+            final.load_weights(best_path)
+        else:
+            final.set_weights(model.get_weights())
         bundle = Bundle(
             bands=list(info.bands),
             tile_size=config.tile_size,
@@ -387,7 +392,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
                   "bce_weight": config.bce_weight, "jaccard_weight": config.jaccard_weight,
                   "smooth": config.smooth},
         )
-        save_bundle(out, model, bundle)
+        save_bundle(out, final, bundle)
         if writer is not None:
             writer.close()
     return TrainResult(best_epoch, best_f1, best_threshold_, best_metrics, history,
