@@ -1,0 +1,165 @@
+"""cluster.yaml validation, batch job scripts without a queue, and tiling through a real
+`dask scheduler` + `dask worker` started as subprocesses on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from jobs import tile as tile_job
+from jobs.cluster import (
+    ClusterConfigError,
+    job_script,
+    load_cluster_config,
+    open_client,
+)
+from tiler.store import store_attrs
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _yaml(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "cluster.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_repo_cluster_yaml_is_valid_and_local():
+    cfg = load_cluster_config(REPO / "cluster.yaml")
+    assert cfg.kind == "local" and cfg.local.host == "127.0.0.1"
+    n, threads = cfg.local.sized()
+    assert n * threads >= (os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("local:\n  n_workers: 2\nnodes: 3\n", "unknown key 'nodes'"),
+    ("local:\n  n_wrkers: 2\n", "unknown key 'local.n_wrkers'"),
+    ("local:\n  n_workers: two\n", "'local.n_workers' must be int"),
+    ("local:\n  threads_per_worker: true\n", "'local.threads_per_worker'"),
+    ("local: {}\naddress: tcp://127.0.0.1:8786\n", "two cluster kinds"),
+    ("slurm:\n  cores: 4\n", "'slurm.memory' is required"),
+    ("pbs:\n  cores: 4\n  memory: 8GB\n  job_extra_directives: -l x\n",
+     "'pbs.job_extra_directives' must be list"),
+    ("address: 8786\n", "'address' must be a string"),
+    ("security:\n  tls_ca_file: a\n", "'security.tls_client_cert' is required"),
+    ("dask: [1, 2]\n", "'dask' must be a mapping"),
+    ("local: [\n", "not valid YAML"),
+    ("- 1\n", "top level must be a mapping"),
+])
+def test_bad_cluster_yaml_is_one_line_naming_file_and_key(tmp_path, text, expected):
+    path = _yaml(tmp_path, text)
+    with pytest.raises(ClusterConfigError) as info:
+        load_cluster_config(path)
+    msg = str(info.value)
+    assert expected in msg and str(path) in msg and "\n" not in msg
+
+
+def test_missing_cluster_yaml(tmp_path):
+    with pytest.raises(ClusterConfigError, match="not found"):
+        load_cluster_config(tmp_path / "nope.yaml")
+
+
+def test_job_exits_2_on_bad_cluster_yaml(tmp_path, capsys):
+    path = _yaml(tmp_path, "local:\n  bogus: 1\n")
+    rc = tile_job.main(["whatever.tif", "--out", str(tmp_path / "o.zarr"), "--cluster",
+                        str(path)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "local.bogus" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind,directive", [("slurm", "#SBATCH"), ("pbs", "#PBS")])
+def test_jobqueue_script_without_a_queue(tmp_path, kind, directive):
+    path = _yaml(tmp_path, f"""
+{kind}:
+  cores: 8
+  memory: 32GB
+  processes: 2
+  walltime: "01:30:00"
+  queue: short
+  account: geo123
+  job_extra_directives: ["{'--exclusive' if kind == 'slurm' else '-l place=excl'}"]
+  job_script_prologue: ["source /opt/venv/bin/activate"]
+  jobs: 3
+dask:
+  distributed.scheduler.allowed-failures: 5
+""")
+    cfg = load_cluster_config(path)
+    assert cfg.kind == kind and cfg.jobqueue.jobs == 3 and cfg.dask
+    script = job_script(cfg)
+    assert directive in script
+    assert "short" in script and "geo123" in script and "01:30:00" in script
+    assert "source /opt/venv/bin/activate" in script
+    assert ("--exclusive" in script) if kind == "slurm" else ("place=excl" in script)
+    assert "--nthreads 4" in script and "--nworkers 2" in script
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _scene(path: Path) -> Path:
+    data = np.random.default_rng(1).random((14, 300, 1100), dtype="float32")
+    with rasterio.open(path, "w", driver="GTiff", height=300, width=1100, count=14,
+                       dtype="float32", crs="EPSG:32633",
+                       transform=from_origin(400_000, 5_000_000, 10, 10)) as ds:
+        ds.write(data)
+    return path
+
+
+def test_tiling_through_a_real_scheduler_and_worker(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    dask_bin = str(Path(sys.executable).parent / "dask")
+    procs = [subprocess.Popen([dask_bin, "scheduler", "--host", "127.0.0.1", "--port",
+                               str(port), "--dashboard-address", "127.0.0.1:0"], env=env,
+                              cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]
+    try:
+        time.sleep(1.0)
+        procs.append(subprocess.Popen([dask_bin, "worker", f"tcp://127.0.0.1:{port}",
+                                       "--host", "127.0.0.1", "--nworkers", "1",
+                                       "--nthreads", "2", "--no-dashboard"], env=env,
+                                      cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        cfg = _yaml(tmp_path, f"address: tcp://127.0.0.1:{port}\n")
+        deadline = time.time() + 60
+        with open_client(load_cluster_config(cfg)) as client:
+            client.wait_for_workers(1, timeout=max(1, deadline - time.time()))
+            # The worker is another process: it imports the project from PYTHONPATH.
+            assert client.run(lambda: __import__("tiler.blocks") is not None)
+        scene = _scene(tmp_path / "scene.tif")
+        out = tmp_path / "s.zarr"
+        rc = tile_job.main([str(scene), "--out", str(out), "--cluster", str(cfg),
+                            "--no-progress"])
+        assert rc == 0
+        attrs = store_attrs(out)
+        assert attrs["complete"] is True and attrs["width"] == 1100
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def test_open_client_embedded_local_cluster(tmp_path):
+    cfg = load_cluster_config(_yaml(tmp_path, "local:\n  n_workers: 1\n  threads_per_worker: 1\n"
+                                              "dask:\n  distributed.comm.timeouts.connect: 30s\n"))
+    with open_client(cfg) as client:
+        info = client.scheduler_info()
+        assert len(info["workers"]) == 1
+        assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+        assert client.submit(lambda: __import__("tiler.run").__name__).result() == "tiler"
