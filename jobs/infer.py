@@ -10,6 +10,7 @@ OUT_DIR and renamed at the end.
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -19,17 +20,20 @@ import numpy as np
 from distributed import Client, as_completed
 from tqdm import tqdm
 
-from jobs.cluster import ClusterConfigError, load_cluster_config, open_client
-from jobs.tile import is_tile_store, tile_input
+from jobs.cluster import ClusterConfig, ClusterConfigError, load_cluster_config, open_client
 from tiler.errors import TilerError
+from tiler.grid import Grid
 from tiler.polygons import burn_mask, landslides_from, write_polygons
-from tiler.predictions import StoreGrid, prepare_predictions, store_grid
+from tiler.predictions import complete_grid, prepare_predictions
 from tiler.preview import write_preview
 from tiler.rasters import to_cog, write_probability, write_threshold
+from tiler.run import plan_store, run_plan
+from tiler.sources import resolve_input
 from tiler.stats import band_percentiles, harmonization
+from tiler.store import is_store, store_attrs
 from unet.bundle import Bundle, read_bundle
 from unet.errors import UnetError
-from unet.predict import BlockJob, predict_block
+from unet.predict import BlockJob, block_context, predict_block
 
 OUTPUTS = ("probability.tif", "mask.tif", "landslides.gpkg", "preview.png", "report.json")
 HALO = 32
@@ -56,25 +60,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def check_compatible(grid: StoreGrid, bundle: Bundle, harmonize: bool) -> None:
-    if tuple(grid.bands) != tuple(bundle.bands):
-        raise InferError(f"{grid.path}: bands {list(grid.bands)} do not match the model's "
+def check_compatible(store: Path, bundle: Bundle, harmonize: bool) -> None:
+    """Refuse a store whose bands or radiometric convention are not the model's."""
+    attrs = store_attrs(store)
+    if list(attrs["bands"]) != list(bundle.bands):
+        raise InferError(f"{store}: bands {list(attrs['bands'])} do not match the model's "
                          f"{list(bundle.bands)}")
-    if grid.convention != bundle.convention and not harmonize:
-        raise InferError(f"{grid.path}: radiometric convention {grid.convention!r} is not the "
+    if attrs["convention"] != bundle.convention and not harmonize:
+        raise InferError(f"{store}: radiometric convention {attrs['convention']!r} is not the "
                          f"model's {bundle.convention!r}; pass --harmonize to match percentiles")
 
 
-def block_job(grid: StoreGrid, bundle: Bundle, args: argparse.Namespace, threads: int | None
-              ) -> BlockJob:
+def block_job(store: Path, grid: Grid, bundle: Bundle, args: argparse.Namespace,
+              threads: int | None) -> BlockJob:
     scale = offset = None
     if args.harmonize:
         q = list(bundle.percentiles["q"])
         train = np.asarray(bundle.percentiles["values"], dtype=np.float64).T  # (len(q), bands)
-        scene = band_percentiles(grid, q)
+        scene = band_percentiles(store, grid, q)
         scale, offset = harmonization(scene, train, q.index(2), q.index(98))
         scale, offset = tuple(map(float, scale)), tuple(map(float, offset))
-    return BlockJob(store=grid.path, model_dir=str(Path(args.model).resolve()), halo=args.halo,
+    return BlockJob(store=str(store), model_dir=str(Path(args.model).resolve()), halo=args.halo,
                     tta=args.tta, intra_op_threads=threads, scale=scale, offset=offset)
 
 
@@ -91,19 +97,19 @@ def predict_store(client: Client, job: BlockJob, blocks: list[tuple[int, int]]) 
     return tiles
 
 
-def stitch(grid: StoreGrid, out: Path, threshold: float, min_area: float) -> dict:
+def stitch(store: Path, grid: Grid, out: Path, threshold: float, min_area: float) -> dict:
     """Write every output under a temporary name in `out`; returns what was found."""
     work = out / ".partial"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    write_probability(grid, work / "probability.raw.tif")
-    write_threshold(grid, threshold, work / "threshold.raw.tif")
+    write_probability(store, grid, work / "probability.raw.tif")
+    write_threshold(store, grid, threshold, work / "threshold.raw.tif")
     found = landslides_from(work / "threshold.raw.tif", work / "probability.raw.tif", min_area)
-    burn_mask(grid, found.polygons, work / "mask.raw.tif")
+    burn_mask(store, grid, found.polygons, work / "mask.raw.tif")
     to_cog(work / "probability.raw.tif", work / "probability.tif", "AVERAGE")
     to_cog(work / "mask.raw.tif", work / "mask.tif", "NEAREST")
     write_polygons(work / "landslides.gpkg", found, grid.crs_wkt)
-    write_preview(grid, found.polygons, work / "preview.png")
+    write_preview(store, grid, found.polygons, work / "preview.png")
     return {"landslides": len(found.polygons), "area_m2": found.total_area_m2}
 
 
@@ -124,26 +130,29 @@ def run(args: argparse.Namespace) -> dict:
     config = load_cluster_config(args.cluster)
     for name in OUTPUTS:  # an earlier run's outputs must not pass for this run's
         (out / name).unlink(missing_ok=True)
+    plan = None
+    if is_store(args.input):
+        store = Path(args.input).resolve()
+    else:  # refuse a bad scene before any cluster starts
+        spec = resolve_input(args.input, args.dem)
+        out.mkdir(parents=True, exist_ok=True)
+        plan = plan_store(spec, out / "tiles.zarr")
+        store = plan.store
     with open_client(config) as client:
         print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
-        if is_tile_store(args.input):
-            store = Path(args.input)
-        else:
-            store = out / "tiles.zarr"
-            out.mkdir(parents=True, exist_ok=True)
-            tile_input(args.input, store, dem=args.dem, client=client)
+        if plan is not None:
+            run_plan(plan, client)
         timings["tile_s"] = time.perf_counter() - t0
-        grid = store_grid(str(store))
-        check_compatible(grid, bundle, args.harmonize)
-        threads = config.tf_threads() if hasattr(config, "tf_threads") else None
-        job = block_job(grid, bundle, args, threads)
-        blocks = prepare_predictions(grid, bundle.model_id, args.tta)
+        grid = complete_grid(store)
+        check_compatible(store, bundle, args.harmonize)
+        job = block_job(store, grid, bundle, args, tf_threads(config))
+        blocks = prepare_predictions(store, grid, bundle.model_id, args.tta)
         t1 = time.perf_counter()
         tiles = predict_store(client, job, blocks)
         timings["infer_s"] = time.perf_counter() - t1
     threshold = bundle.threshold if args.threshold is None else args.threshold
     t2 = time.perf_counter()
-    found = stitch(grid, out, threshold, args.min_area)
+    found = stitch(store, grid, out, threshold, args.min_area)
     timings["stitch_s"] = time.perf_counter() - t2
     timings["total_s"] = time.perf_counter() - t0
     pixel_area = abs(grid.transform[0] * grid.transform[4])
@@ -157,7 +166,7 @@ def run(args: argparse.Namespace) -> dict:
         "harmonized": args.harmonize,
         "grid": {"crs_wkt": grid.crs_wkt, "transform": list(grid.transform),
                  "height": grid.height, "width": grid.width},
-        "blocks": {"total": grid.block_rows * grid.block_cols, "computed": len(blocks)},
+        "blocks": {"total": grid.n_block_rows * grid.n_block_cols, "computed": len(blocks)},
         "tiles_predicted": tiles,
         "halo_px": args.halo,
         "compute_ratio": compute_ratio(grid, args.halo),
@@ -171,17 +180,23 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
-def compute_ratio(grid: StoreGrid, halo: int) -> float:
+def compute_ratio(grid: Grid, halo: int) -> float:
     """Pixels run through the network over pixels of the padded store (1.0 = no overlap)."""
-    from unet.predict import block_context
-
     total = 0
-    for r in range(grid.block_rows):
-        for c in range(grid.block_cols):
-            (ya, yb, xa, xb), _ = block_context(r, c, grid.block, halo, grid.padded_height,
-                                                grid.padded_width)
-            total += (yb - ya) * (xb - xa)
+    for r, c in grid.blocks():
+        (ya, yb, xa, xb), _ = block_context(r, c, grid.block, halo, grid.padded_height,
+                                            grid.padded_width)
+        total += (yb - ya) * (xb - xa)
     return total / (grid.padded_height * grid.padded_width)
+
+
+def tf_threads(config: ClusterConfig) -> int | None:
+    """TensorFlow intra-op threads per worker thread on the embedded cluster, so that
+    workers x threads x intra-op threads = cores; None (decided on the worker) elsewhere."""
+    if config.kind != "local":
+        return None
+    workers, threads = config.local.sized()
+    return max(1, (os.cpu_count() or 1) // (workers * threads))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,13 +12,13 @@ import pyogrio.raw
 import rasterio
 import rasterio.features
 import shapely
-import zarr
 from affine import Affine
 from rasterio.windows import Window
 from shapely.geometry import Polygon, shape
 
-from tiler.predictions import StoreGrid
+from tiler.grid import Grid
 from tiler.rasters import MASK_NODATA, grid_profile, row_strips
+from tiler.store import open_group
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,10 @@ def mean_probabilities(polygons: list[Polygon], probability_tif: Path) -> np.nda
     return means
 
 
-def burn_mask(grid: StoreGrid, polygons: list[Polygon], path: Path) -> None:
+def burn_mask(store: str | Path, grid: Grid, polygons: list[Polygon], path: Path) -> None:
     """The final uint8 mask: 1 inside kept polygons, 0 outside, 255 where the scene is nodata."""
     tree = shapely.STRtree(polygons)
-    valid = zarr.open_group(grid.path, mode="r")["valid"]
+    valid = open_group(store)["valid"]
     transform = Affine(*grid.transform)
     with rasterio.open(path, "w", **grid_profile(grid, "uint8", MASK_NODATA)) as dst:
         for y0, y1 in row_strips(grid):

@@ -5,78 +5,34 @@ block's flag in `predicted`; resuming rests on those flags alone, never on which
 Arrays made by another model (or with other TTA settings) are reset rather than mixed.
 """
 
-from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import zarr
 
 from tiler.errors import StoreError
+from tiler.grid import Grid
+from tiler.store import open_group, store_attrs, store_grid
 
 PROBABILITY = "probability"
 PREDICTED = "predicted"
 
 
-@dataclass(frozen=True)
-class StoreGrid:
-    """What stitching needs to know of a store: its grid and its block layout."""
-
-    path: str
-    height: int
-    width: int
-    padded_height: int
-    padded_width: int
-    block: int
-    crs_wkt: str
-    transform: tuple[float, float, float, float, float, float]
-    convention: str
-    bands: tuple[str, ...]
-
-    @property
-    def block_rows(self) -> int:
-        return -(-self.padded_height // self.block)
-
-    @property
-    def block_cols(self) -> int:
-        return -(-self.padded_width // self.block)
-
-    def block_window(self, row: int, col: int) -> tuple[int, int, int, int]:
-        """(y0, y1, x0, x1) of block (row, col) in padded-store pixels."""
-        y0, x0 = row * self.block, col * self.block
-        y1 = min(y0 + self.block, self.padded_height)
-        return y0, y1, x0, min(x0 + self.block, self.padded_width)
-
-
-def store_grid(path: str) -> StoreGrid:
-    """Read the grid of a complete tile store, or raise StoreError naming it."""
-    try:
-        group = zarr.open_group(str(path), mode="r")
-        attrs = dict(group.attrs)
-        image = group["image"]
-    except Exception as exc:  # zarr raises several types for a missing or foreign folder
-        raise StoreError(f"{path}: not a tile store ({exc.__class__.__name__}: {exc})") from exc
-    if not attrs.get("complete"):
+def complete_grid(path: str | Path) -> Grid:
+    """The grid of a finished tile store, or StoreError naming it."""
+    if not store_attrs(path).get("complete"):
         raise StoreError(f"{path}: tile store is incomplete; re-run the tile job to finish it")
-    _, padded_h, padded_w = image.shape
-    return StoreGrid(
-        path=str(path),
-        height=int(attrs["height"]),
-        width=int(attrs["width"]),
-        padded_height=int(padded_h),
-        padded_width=int(padded_w),
-        block=int(attrs["block_size"]),
-        crs_wkt=str(attrs["crs_wkt"]),
-        transform=tuple(float(v) for v in attrs["transform"][:6]),
-        convention=str(attrs["convention"]),
-        bands=tuple(attrs["bands"]),
-    )
+    return store_grid(path)
 
 
-def prepare_predictions(grid: StoreGrid, model_id: str, tta: bool) -> list[tuple[int, int]]:
+def prepare_predictions(
+    store: str | Path, grid: Grid, model_id: str, tta: bool
+) -> list[tuple[int, int]]:
     """Create (or keep, when they belong to this model) the prediction arrays.
 
     Returns the blocks still to predict, in row-major order.
     """
-    group = zarr.open_group(grid.path, mode="r+")
+    group = open_group(store, mode="r+")
     identity = {"model_id": model_id, "tta": bool(tta)}
     existing = PROBABILITY in group and PREDICTED in group
     if existing and {k: group[PROBABILITY].attrs.get(k) for k in identity} == identity:
@@ -86,12 +42,12 @@ def prepare_predictions(grid: StoreGrid, model_id: str, tta: bool) -> list[tuple
             if name in group:
                 del group[name]
         _create(group, grid, identity)
-        flags = np.zeros((grid.block_rows, grid.block_cols), dtype=np.uint8)
+        flags = np.zeros((grid.n_block_rows, grid.n_block_cols), dtype=np.uint8)
     return [(int(r), int(c)) for r, c in zip(*np.nonzero(flags == 0), strict=True)]
 
 
-def _create(group: zarr.Group, grid: StoreGrid, identity: dict) -> None:
-    tile = min(128, grid.block)
+def _create(group: zarr.Group, grid: Grid, identity: dict) -> None:
+    tile = grid.tile
     prob = group.create_array(
         PROBABILITY,
         shape=(grid.padded_height, grid.padded_width),
@@ -105,7 +61,7 @@ def _create(group: zarr.Group, grid: StoreGrid, identity: dict) -> None:
     prob.attrs.update(identity)
     group.create_array(
         PREDICTED,
-        shape=(grid.block_rows, grid.block_cols),
+        shape=(grid.n_block_rows, grid.n_block_cols),
         chunks=(1, 1),
         dtype="uint8",
         fill_value=0,
@@ -113,6 +69,6 @@ def _create(group: zarr.Group, grid: StoreGrid, identity: dict) -> None:
     )
 
 
-def predictions_complete(grid: StoreGrid) -> bool:
-    group = zarr.open_group(grid.path, mode="r")
+def predictions_complete(store: str | Path) -> bool:
+    group = open_group(store)
     return PREDICTED in group and bool(np.all(group[PREDICTED][:] == 1))

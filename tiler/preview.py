@@ -4,21 +4,22 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import zarr
 from affine import Affine
 from shapely.geometry import Polygon
 
-from tiler.predictions import StoreGrid
+from tiler.grid import Grid
 from tiler.rasters import row_strips
+from tiler.store import open_group
 
 RGB = ("B4", "B3", "B2")
 OUTLINE_BGR = (0, 255, 255)
 
 
-def decimated_rgb(grid: StoreGrid, step: int) -> tuple[np.ndarray, np.ndarray]:
+def decimated_rgb(store: str | Path, grid: Grid, step: int) -> tuple[np.ndarray, np.ndarray]:
     """Every step-th pixel of B4, B3, B2 and of `valid`, read one block row at a time."""
-    group = zarr.open_group(grid.path, mode="r")
-    idx = [grid.bands.index(b) for b in RGB]
+    group = open_group(store)
+    bands = list(group.attrs["bands"])
+    idx = [bands.index(b) for b in RGB]
     rows, masks = [], []
     for y0, y1 in row_strips(grid):
         start = -(-y0 // step) * step
@@ -44,10 +45,10 @@ def stretch(rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def write_preview(
-    grid: StoreGrid, polygons: list[Polygon], path: Path, max_size: int = 1024
+    store: str | Path, grid: Grid, polygons: list[Polygon], path: Path, max_size: int = 1024
 ) -> None:
     step = max(1, -(-max(grid.height, grid.width) // max_size))
-    rgb, valid = decimated_rgb(grid, step)
+    rgb, valid = decimated_rgb(store, grid, step)
     img = np.ascontiguousarray(stretch(rgb, valid)[..., ::-1])  # OpenCV wants BGR
     to_px = ~Affine(*grid.transform)
     for poly in polygons:

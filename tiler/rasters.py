@@ -11,16 +11,17 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import rasterio.shutil
-import zarr
 from affine import Affine
 from rasterio.windows import Window
 
-from tiler.predictions import PROBABILITY, StoreGrid
+from tiler.grid import Grid
+from tiler.predictions import PROBABILITY
+from tiler.store import open_group
 
 MASK_NODATA = 255
 
 
-def grid_profile(grid: StoreGrid, dtype: str, nodata: float | int) -> dict:
+def grid_profile(grid: Grid, dtype: str, nodata: float | int) -> dict:
     """A tiled GeoTIFF profile on exactly the scene's grid (unpadded)."""
     return {
         "driver": "GTiff",
@@ -38,24 +39,24 @@ def grid_profile(grid: StoreGrid, dtype: str, nodata: float | int) -> dict:
     }
 
 
-def row_strips(grid: StoreGrid) -> Iterator[tuple[int, int]]:
+def row_strips(grid: Grid) -> Iterator[tuple[int, int]]:
     """(y0, y1) strips of one block height over the unpadded scene."""
     for y0 in range(0, grid.height, grid.block):
         yield y0, min(y0 + grid.block, grid.height)
 
 
-def write_probability(grid: StoreGrid, path: Path) -> None:
+def write_probability(store: str | Path, grid: Grid, path: Path) -> None:
     """The probability array, cropped to the scene, as a float32 GeoTIFF (nodata NaN)."""
-    prob = zarr.open_group(grid.path, mode="r")[PROBABILITY]
+    prob = open_group(store)[PROBABILITY]
     with rasterio.open(path, "w", **grid_profile(grid, "float32", np.nan)) as dst:
         for y0, y1 in row_strips(grid):
             window = Window(0, y0, grid.width, y1 - y0)
             dst.write(prob[y0:y1, : grid.width], 1, window=window)
 
 
-def write_threshold(grid: StoreGrid, threshold: float, path: Path) -> None:
+def write_threshold(store: str | Path, grid: Grid, threshold: float, path: Path) -> None:
     """probability >= threshold as uint8 0/1 (0 where nodata): the input of polygonisation."""
-    prob = zarr.open_group(grid.path, mode="r")[PROBABILITY]
+    prob = open_group(store)[PROBABILITY]
     with rasterio.open(path, "w", **grid_profile(grid, "uint8", None)) as dst:
         for y0, y1 in row_strips(grid):
             p = prob[y0:y1, : grid.width]

@@ -1,16 +1,18 @@
 """Band statistics of a tile store, from a sample of its tiles (for harmonisation)."""
 
-import numpy as np
-import zarr
+from pathlib import Path
 
-from tiler.predictions import StoreGrid
+import numpy as np
+
+from tiler.grid import Grid
+from tiler.store import open_group
 
 
 def band_percentiles(
-    grid: StoreGrid, q: list[float], max_tiles: int = 256, seed: int = 0
+    store: str | Path, grid: Grid, q: list[float], max_tiles: int = 256, seed: int = 0
 ) -> np.ndarray:
     """Per-band percentiles (len(q), bands) of the valid pixels of up to max_tiles seeded tiles."""
-    group = zarr.open_group(grid.path, mode="r")
+    group = open_group(store)
     image, valid = group["image"], group["valid"]
     tile = image.chunks[-1]
     rows, cols = grid.padded_height // tile, grid.padded_width // tile
@@ -24,7 +26,7 @@ def band_percentiles(
         if ok.any():
             samples.append(image[:, ys, xs][:, ok])
     if not samples:
-        raise ValueError(f"{grid.path}: no valid pixels to compute band statistics from")
+        raise ValueError(f"{store}: no valid pixels to compute band statistics from")
     return np.percentile(np.concatenate(samples, axis=1), q, axis=1)
 
 
