@@ -26,6 +26,8 @@ SUN_ZENITH_DEG = 40.0
 _TABLE = np.concatenate([np.zeros((1, 12), np.float32)]
                         + [spectra.spectrum(n)[None] for n in spectra.CLASSES]).T.copy()
 """(12, 1 + n classes): reflectance by band and class code (code 0 = the mixture, unused)."""
+CHUNK = 64
+"""Rows per chunk of pixel-wise work (see ``simulate_window``)."""
 PARCEL = (22, 30)
 """Field parcel size in pixels (rows, cols) on the plains."""
 
@@ -101,12 +103,18 @@ def terrain_grid(seed: int, row0: int, col0: int, height: int, width: int) -> Te
     """Terrain of the window grown by ``HALO`` px (what landslide tracing needs)."""
     r, c = row0 - HALO, col0 - HALO
     h, w = height + 2 * HALO, width + 2 * HALO
-    dem, m = terrain_window(seed, r, c, h, w)
+    dem = np.empty((h, w), np.float32)
+    m = np.empty((h, w), np.float32)
+    tl = np.empty((h, w), np.float32)
+    for i in range(0, h, CHUNK):
+        n = min(CHUNK, h - i)
+        dem[i:i + n], m[i:i + n] = terrain_window(seed, r + i, c, n, w)
+        tl[i:i + n] = treeline_window(seed, r + i, c, n, w)
     dzdr, dzdc = horn_gradient(dem)
     # horn_gradient drops the 1-px border: pad back so the grid stays aligned.
     dzdr = np.pad(dzdr, 1, mode="edge")
     dzdc = np.pad(dzdc, 1, mode="edge")
-    return TerrainGrid(r, c, dem, m, treeline_window(seed, r, c, h, w), dzdr, dzdc)
+    return TerrainGrid(r, c, dem, m, tl, dzdr, dzdc)
 
 
 def _surface(ab: dict[str, np.ndarray], pure: tuple[np.ndarray, ...], pure_cls: np.ndarray,
@@ -128,18 +136,34 @@ def simulate_window(seed: int, row0: int, col0: int, height: int,
     """
     if height <= 0 or width <= 0:
         raise ValueError(f"window must be non-empty, got {height} x {width}")
-    f32 = np.float32
     grid = terrain_grid(seed, row0, col0, height, width)
-    inner = (slice(HALO, HALO + height), slice(HALO, HALO + width))
-    halo1 = (slice(HALO - 1, HALO + height + 1), slice(HALO - 1, HALO + width + 1))
+    ls = landslides_near(seed, grid, row0, col0, height, width)
+    scar, ls_gain, wet = rasterize(ls, row0, col0, height, width)
+    img = np.empty((N_BANDS, height, width), dtype=np.float32)
+    mask = np.empty((height, width), dtype=np.uint8)
+    # Pixel-wise layers row-chunk by row-chunk: the work is memory-bound, and chunks that stay
+    # in cache run about twice as fast when two processes share the machine.
+    for i in range(0, height, CHUNK):
+        n = min(CHUNK, height - i)
+        rows = slice(i, i + n)
+        _pixels(seed, grid, row0 + i, col0, n, width, scar[rows], ls_gain[rows], wet[rows],
+                img[:, rows], mask[rows])
+    return img, mask
+
+
+def _pixels(seed: int, grid: TerrainGrid, row0: int, col0: int, height: int, width: int,
+            scar: np.ndarray, ls_gain: np.ndarray, wet: np.ndarray, img: np.ndarray,
+            mask: np.ndarray) -> None:
+    """Fill ``img`` (14, h, w) and ``mask`` for one row chunk of the window."""
+    f32 = np.float32
+    gr, gc = row0 - grid.row0, col0 - grid.col0
+    inner = (slice(gr, gr + height), slice(gc, gc + width))
+    halo1 = (slice(gr - 1, gr + height + 1), slice(gc - 1, gc + width + 1))
     dem, m = grid.dem[inner], grid.mountainness[inner]
     slope = horn_slope(grid.dem[halo1], PIXEL, PIXEL)[1:-1, 1:-1]
     illum = _illumination(grid.dzdr[inner], grid.dzdc[inner])
 
     ab = _cover(seed, row0, col0, height, width, dem, m, slope, grid.treeline[inner])
-    ls = landslides_near(seed, grid, row0, col0, height, width)
-    scar, ls_gain, wet = rasterize(ls, row0, col0, height, width)
-    del grid
     # Pixels of one pure class (fields, lakes, scars): looked up in a table, not mixed.
     cls = ab.pop("class")
     cls[scar] = spectra.CLASSES.index("debris") + 1
@@ -161,7 +185,6 @@ def simulate_window(seed: int, row0: int, col0: int, height: int,
     wet_idx = np.nonzero(scar)
     wet_c = wet[wet_idx]
 
-    img = np.empty((N_BANDS, height, width), dtype=f32)
     for b in range(12):
         band = img[b]
         _surface(ab, pure, pure_cls, b, band)
@@ -179,5 +202,4 @@ def simulate_window(seed: int, row0: int, col0: int, height: int,
         np.maximum(band, f32(1e-4), out=band)
     img[12] = slope
     img[13] = dem
-    mask = (scar & (alpha < 0.5)).astype(np.uint8)
-    return img, mask
+    mask[...] = scar & (alpha < 0.5)

@@ -1,0 +1,111 @@
+"""python -m jobs.synth {patches,scene,baseline} OUT: synthetic Landslide4Sense patches, whole
+synthetic scenes, and the NDVI-and-slope threshold baseline on a patch set.
+
+Bad arguments and unusable paths end with one line on stderr and exit status 2.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+
+from simulator.errors import SimulatorError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an error is a single line (no usage dump), still with exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**32), got {v}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's parser (subcommands patches, scene, baseline)."""
+    from simulator.patches import DEFAULT_N_TRAIN, DEFAULT_N_VALID
+    from simulator.scene import DEFAULT_HEIGHT, DEFAULT_WIDTH
+
+    p = _Parser(prog="python -m jobs.synth", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    pp = sub.add_parser("patches", help="Landslide4Sense-layout patch set (TrainData, ValidData)")
+    pp.add_argument("out", type=Path, help="output folder")
+    pp.add_argument("--n-train", type=_positive, default=DEFAULT_N_TRAIN)
+    pp.add_argument("--n-valid", type=_positive, default=DEFAULT_N_VALID)
+    pp.add_argument("--seed", type=_seed, default=0)
+    sp = sub.add_parser("scene", help="14-band GeoTIFF scene.tif and truth.tif")
+    sp.add_argument("out", type=Path, help="output folder")
+    sp.add_argument("--height", type=_positive, default=DEFAULT_HEIGHT)
+    sp.add_argument("--width", type=_positive, default=DEFAULT_WIDTH)
+    sp.add_argument("--seed", type=_seed, default=0)
+    for q in (pp, sp):
+        q.add_argument("--workers", type=_positive, default=None,
+                       help="simulation processes (default: CPUs, at most 4)")
+    bp = sub.add_parser("baseline", help="fit NDVI/slope thresholds on TrainData, score ValidData")
+    bp.add_argument("out", type=Path, help="a patch set written by `patches`")
+    return p
+
+
+def _out_dir(parser: argparse.ArgumentParser, out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        parser.error(f"{out} exists and is not a directory")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "patches":
+            from simulator.patches import write_patches
+
+            _out_dir(parser, args.out)
+            t = time.perf_counter()
+            ps = write_patches(args.out, args.n_train, args.n_valid, args.seed, args.workers)
+            print(f"wrote {ps.n_train} train + {ps.n_valid} valid patches to {ps.root} "
+                  f"in {time.perf_counter() - t:.1f} s")
+        elif args.command == "scene":
+            from simulator.scene import write_scene
+
+            _out_dir(parser, args.out)
+            t = time.perf_counter()
+            info = write_scene(args.out, args.height, args.width, args.seed, args.workers)
+            print(f"wrote {info.scene} and {info.truth} ({info.height} x {info.width}, "
+                  f"{info.crs}, landslides {100 * info.landslide_fraction:.2f}% of valid pixels, "
+                  f"nodata {100 * info.nodata_fraction:.1f}%) in {time.perf_counter() - t:.1f} s")
+        else:
+            from simulator.baseline import evaluate_threshold, fit_threshold
+
+            if not (args.out / "TrainData").is_dir() or not (args.out / "ValidData").is_dir():
+                parser.error(f"{args.out} has no TrainData/ and ValidData/ (run `patches` first)")
+            a, b = fit_threshold(args.out / "TrainData")
+            s = evaluate_threshold(args.out / "ValidData", a, b)
+            print(f"thresholds: NDVI < {a:.2f} and slope >= {b:.1f} deg (fitted on TrainData)")
+            print(f"ValidData: precision {s.precision:.3f} recall {s.recall:.3f} "
+                  f"F1 {s.f1:.3f} IoU {s.iou:.3f}")
+    except (SimulatorError, OSError) as e:
+        parser.error(str(e))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
