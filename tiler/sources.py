@@ -21,6 +21,7 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 from rasterio.warp import transform_bounds
+from rasterio.windows import Window
 
 from tiler.bands import BANDS, SPECTRAL, TILE
 from tiler.errors import InputError
@@ -110,15 +111,27 @@ def _bounds_in(ds: rasterio.DatasetReader, crs_wkt: str) -> tuple:
     return transform_bounds(ds.crs, dst, *ds.bounds, densify_pts=21)
 
 
-def _check_not_empty(path: str | Path, src: BandSource, grid: Grid) -> None:
-    """A small decimated read of one band (JP2 and tiled TIFFs use their overviews)."""
-    with _open(path) as ds:
-        shape = (min(ds.height, 256), min(ds.width, 256))
-        raw = ds.read(src.index, out_shape=shape, masked=False).astype("float64")
+def _all_nodata(raw: np.ndarray, nodata: float | None) -> bool:
     bad = ~np.isfinite(raw)
-    if src.nodata is not None:
-        bad |= raw == src.nodata
-    if bad.all():
+    if nodata is not None:
+        bad |= raw == nodata
+    return bool(bad.all())
+
+
+def _check_not_empty(path: str | Path, src: BandSource, grid: Grid) -> None:
+    """Refuse an all-nodata scene. A few small windows usually find data at once; only when
+    they do not, one decimated read of the band (overviews for JP2/COG) decides."""
+    with _open(path) as ds:
+        step_y, step_x = max(ds.height // 8, 1), max(ds.width // 8, 1)
+        for y in range(step_y // 2, ds.height, step_y):
+            for x in range(step_x // 2, ds.width, step_x):
+                win = Window(x, y, min(16, ds.width - x), min(16, ds.height - y))
+                raw = ds.read(src.index, window=win).astype("float64")
+                if not _all_nodata(raw, src.nodata):
+                    return
+        shape = (min(ds.height, 512), min(ds.width, 512))
+        raw = ds.read(src.index, out_shape=shape).astype("float64")
+    if _all_nodata(raw, src.nodata):
         raise InputError(f"{path}: the scene is empty (every pixel is nodata)")
 
 
