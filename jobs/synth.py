@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=_seed, default=0)
     for q in (pp, sp):
         q.add_argument("--workers", type=_positive, default=None,
-                       help="simulation processes (default: CPUs, at most 4)")
+                       help="simulation threads (default: CPUs, at most 4)")
     bp = sub.add_parser("baseline", help="fit NDVI/slope thresholds on TrainData, score ValidData")
     bp.add_argument("out", type=Path, help="a patch set written by `patches`")
     return p

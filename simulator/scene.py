@@ -2,15 +2,18 @@
 
 The scene is a window of the simulated world (a third zone, apart from the patch sets), placed
 by a seeded search for a mountainous spot, on a UTM grid at 10 m. Blocks of ``BLOCK`` x
-``BLOCK`` pixels are simulated in worker processes (a bounded number in flight, so memory stays
-at a few blocks whatever the scene size) and written in order by the parent; both files are
-written under temporary names and renamed at the end. The swath edge of a real granule is
-imitated by a slanted strip of nodata (NaN in all 14 bands, 255 in the truth) along one side.
+``BLOCK`` pixels are simulated in worker threads (numpy releases the GIL in its array loops; no
+pickling of 60 MB blocks between processes, and safe in a parent that has TensorFlow loaded)
+with a bounded number in flight, so memory stays at a few blocks whatever the scene size, and
+written in order; both files are written under temporary names and renamed at the end. The
+swath edge of a real granule is imitated by a slanted strip of nodata (NaN in all 14 bands, 255
+in the truth) along one side.
 """
 
 import os
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,13 +159,13 @@ def write_scene(out_dir: str | os.PathLike, height: int = DEFAULT_HEIGHT,
                      wr, wc, 1.0 - n_valid / (height * width), n_slide / max(n_valid, 1))
 
 
-def _run(jobs: list, workers: int):
+def _run(jobs: list, workers: int) -> Iterator[tuple[np.ndarray, ...]]:
     """Results of ``_block`` in order, at most ``workers + 1`` blocks in flight."""
     if workers <= 1:
         for job in jobs:
             yield _block(job)
         return
-    with ProcessPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(workers) as pool:
         pending: deque[Future] = deque()
         it = iter(jobs)
         for job in it:
