@@ -91,6 +91,8 @@ def write_patches(out_dir: str | os.PathLike, n_train: int = DEFAULT_N_TRAIN,
     set that looks complete. ``workers`` threads simulate regions in parallel (default: the CPUs
     available, at most 4; numpy releases the GIL in its array loops).
     """
+    if not 0 <= seed < 2**32:
+        raise SimulatorError(f"seed must be in [0, 2**32), got {seed}")
     if n_train < 1 or n_valid < 1:
         raise SimulatorError(f"n_train and n_valid must be >= 1, got {n_train} and {n_valid}")
     root = Path(out_dir)

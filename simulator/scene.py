@@ -97,7 +97,9 @@ def _block(job: tuple[int, int, int, int, int, int, int, int, int]) -> tuple[np.
     return img, mask
 
 
-def _check(out_dir: Path, height: int, width: int) -> None:
+def _check(out_dir: Path, height: int, width: int, seed: int) -> None:
+    if not 0 <= seed < 2**32:
+        raise SimulatorError(f"seed must be in [0, 2**32), got {seed}")
     for name, v in (("height", height), ("width", width)):
         if not 1 <= v <= MAX_SIDE:
             raise SimulatorError(f"{name} must be between 1 and {MAX_SIDE}, got {v}")
@@ -115,7 +117,7 @@ def write_scene(out_dir: str | os.PathLike, height: int = DEFAULT_HEIGHT,
     60 MB each at 1024) plus each worker's scratch, whatever the scene size.
     """
     out = Path(out_dir)
-    _check(out, height, width)
+    _check(out, height, width, seed)
     if block % TILE_PX:
         raise SimulatorError(f"block must be a multiple of {TILE_PX}, got {block}")
     out.mkdir(parents=True, exist_ok=True)

@@ -245,3 +245,17 @@ def test_cli_errors_are_one_line(tmp_path: Path, args: list[str]) -> None:
     assert "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert "error" in p.stderr
+
+
+def test_library_refuses_bad_arguments(tmp_path: Path) -> None:
+    from simulator.errors import SimulatorError
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SimulatorError, match="height"):
+        write_scene(tmp_path / "s", 0, 10)
+    with pytest.raises(SimulatorError, match="not a directory"):
+        write_scene(tmp_path / "file", 10, 10)
+    with pytest.raises(SimulatorError, match="seed"):
+        write_patches(tmp_path / "p", 4, 4, seed=-1)
+    with pytest.raises(SimulatorError, match="n_train"):
+        write_patches(tmp_path / "p", 0, 4)
