@@ -21,6 +21,7 @@ from distributed import Client, as_completed
 from tqdm import tqdm
 
 from jobs.cluster import ClusterConfig, ClusterConfigError, load_cluster_config, open_client
+from tiler.bands import BANDS, CONVENTION
 from tiler.errors import TilerError
 from tiler.grid import Grid
 from tiler.polygons import burn_mask, landslides_from, write_polygons
@@ -31,8 +32,8 @@ from tiler.run import plan_store, run_plan
 from tiler.sources import resolve_input
 from tiler.stats import band_percentiles, harmonization
 from tiler.store import is_store, store_attrs
-from unet.bundle import Bundle, read_bundle
-from unet.errors import UnetError
+from unet.bundle import MODEL_FILE, Bundle, read_bundle
+from unet.errors import BundleError, UnetError
 from unet.predict import BlockJob, block_context, predict_block
 
 OUTPUTS = ("probability.tif", "mask.tif", "landslides.gpkg", "preview.png", "report.json")
@@ -60,15 +61,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def check_compatible(store: Path, bundle: Bundle, harmonize: bool) -> None:
-    """Refuse a store whose bands or radiometric convention are not the model's."""
-    attrs = store_attrs(store)
-    if list(attrs["bands"]) != list(bundle.bands):
-        raise InferError(f"{store}: bands {list(attrs['bands'])} do not match the model's "
+def check_compatible(where: str | Path, bands: list[str], convention: str, bundle: Bundle,
+                     harmonize: bool) -> None:
+    """Refuse input whose bands or radiometric convention are not the model's."""
+    if list(bands) != list(bundle.bands):
+        raise InferError(f"{where}: bands {list(bands)} do not match the model's "
                          f"{list(bundle.bands)}")
-    if attrs["convention"] != bundle.convention and not harmonize:
-        raise InferError(f"{store}: radiometric convention {attrs['convention']!r} is not the "
-                         f"model's {bundle.convention!r}; pass --harmonize to match percentiles")
+    if convention != bundle.convention and not harmonize:
+        raise InferError(f"{where}: radiometric convention {convention!r} is not the model's "
+                         f"{bundle.convention!r}; pass --harmonize to match percentiles")
 
 
 def block_job(store: Path, grid: Grid, bundle: Bundle, args: argparse.Namespace,
@@ -127,24 +128,28 @@ def run(args: argparse.Namespace) -> dict:
     timings: dict[str, float] = {}
     out = Path(args.out)
     bundle = read_bundle(args.model)
+    if not (Path(args.model) / MODEL_FILE).is_file():
+        raise BundleError(f"{Path(args.model) / MODEL_FILE}: missing (not a model bundle)")
     config = load_cluster_config(args.cluster)
-    for name in OUTPUTS:  # an earlier run's outputs must not pass for this run's
-        (out / name).unlink(missing_ok=True)
     plan = None
     if is_store(args.input):
         store = Path(args.input).resolve()
+        attrs = store_attrs(store)
+        check_compatible(store, attrs["bands"], attrs["convention"], bundle, args.harmonize)
     else:  # refuse a bad scene before any cluster starts
+        check_compatible(args.input, list(BANDS), CONVENTION, bundle, args.harmonize)
         spec = resolve_input(args.input, args.dem)
         out.mkdir(parents=True, exist_ok=True)
         plan = plan_store(spec, out / "tiles.zarr")
         store = plan.store
+    for name in OUTPUTS:  # an earlier run's outputs must not pass for this run's
+        (out / name).unlink(missing_ok=True)
     with open_client(config) as client:
         print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
         if plan is not None:
             run_plan(plan, client)
         timings["tile_s"] = time.perf_counter() - t0
         grid = complete_grid(store)
-        check_compatible(store, bundle, args.harmonize)
         job = block_job(store, grid, bundle, args, tf_threads(config))
         blocks = prepare_predictions(store, grid, bundle.model_id, args.tta)
         t1 = time.perf_counter()

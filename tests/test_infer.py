@@ -1,0 +1,243 @@
+"""Scene inference end to end: outputs on the input grid, COGs, polygons, seams, clusters,
+killed workers and killed clients, bad inputs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyogrio.raw
+import pytest
+import rasterio
+import zarr
+from rio_cogeo.cogeo import cog_validate
+
+from jobs.infer import OUTPUTS, main, parse_args, run
+from simulator.scene import write_scene
+from tests.data.model.data import make_bundle
+from unet.bundle import load_bundle, normalize
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    # 1100 x 1300: not a multiple of 128, 2 x 2 blocks of 1024, a nodata swath edge.
+    out = tmp_path_factory.mktemp("scene")
+    write_scene(out, height=1100, width=1300, seed=3, workers=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return make_bundle(tmp_path_factory.mktemp("model") / "m")
+
+
+@pytest.fixture(scope="module")
+def cluster_yaml(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cluster") / "cluster.yaml"
+    path.write_text("local:\n  n_workers: 2\n  threads_per_worker: 1\n"
+                    "  dashboard_address: null\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def baseline(scene, model, cluster_yaml, tmp_path_factory) -> Path:
+    """One undisturbed run, the reference for the disturbed ones."""
+    out = tmp_path_factory.mktemp("baseline")
+    run(parse_args([str(scene / "scene.tif"), "--model", str(model), "--out", str(out),
+                    "--cluster", str(cluster_yaml), "--min-area", "0"]))
+    return out
+
+
+def read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read(1)
+
+
+def assert_same_outputs(a: Path, b: Path) -> None:
+    np.testing.assert_array_equal(read(a / "mask.tif"), read(b / "mask.tif"))
+    np.testing.assert_allclose(read(a / "probability.tif"), read(b / "probability.tif"),
+                               atol=1e-6, equal_nan=True)
+
+
+def test_outputs_on_exactly_the_input_grid(scene, baseline):
+    with rasterio.open(scene / "scene.tif") as src:
+        grid = (src.crs, src.transform, src.width, src.height)
+        nodata = np.isnan(src.read(1))
+    assert nodata.any()
+    for name, dtype, nd in (("mask.tif", "uint8", 255), ("probability.tif", "float32", None)):
+        with rasterio.open(baseline / name) as dst:
+            assert (dst.crs, dst.transform, dst.width, dst.height) == grid
+            assert dst.dtypes[0] == dtype
+            band = dst.read(1)
+        if nd is None:
+            assert dst.nodata is not None and np.isnan(dst.nodata)
+            np.testing.assert_array_equal(np.isnan(band), nodata)
+        else:
+            assert dst.nodata == nd
+            np.testing.assert_array_equal(band == nd, nodata)
+            assert set(np.unique(band)) <= {0, 1, 255}
+
+
+def test_outputs_are_valid_cogs_with_overviews(baseline):
+    for name in ("mask.tif", "probability.tif"):
+        valid, errors, _ = cog_validate(str(baseline / name), strict=True)
+        assert valid, errors
+        with rasterio.open(baseline / name) as src:
+            assert src.profile["tiled"] and src.overviews(1)
+
+
+def test_polygon_areas_equal_mask_pixels(baseline):
+    mask = read(baseline / "mask.tif")
+    info = pyogrio.read_info(baseline / "landslides.gpkg")
+    meta, _, geometry, fields = pyogrio.raw.read(baseline / "landslides.gpkg")
+    with rasterio.open(baseline / "mask.tif") as src:
+        pixel_area = abs(src.transform.a * src.transform.e)
+        assert rasterio.crs.CRS.from_user_input(meta["crs"]) == src.crs
+    assert info["features"] == len(geometry) > 0
+    area = fields[list(meta["fields"]).index("area_m2")]
+    mean_prob = fields[list(meta["fields"]).index("mean_prob")]
+    assert area.sum() == pytest.approx(np.count_nonzero(mask == 1) * pixel_area)
+    assert np.all((mean_prob >= 0.5 - 1e-6) & (mean_prob <= 1.0))
+    report = json.loads((baseline / "report.json").read_text())
+    assert report["landslides"] == len(geometry)
+    assert report["landslide_area_m2"] == pytest.approx(area.sum())
+
+
+def test_tiled_inference_agrees_with_one_pass_over_the_scene(baseline, model):
+    """Block-by-block prediction (1024 px blocks, 32 px halo) against the whole padded scene
+    through the network in one call."""
+    store = zarr.open_group(str(baseline / "tiles.zarr"), mode="r")
+    keras_model, bundle = load_bundle(model)
+    valid = store["valid"][:] == 1
+    x = normalize(np.moveaxis(store["image"][:], 0, -1), bundle)
+    x[~valid] = 0
+    whole = np.asarray(keras_model(x[None], training=False))[0, ..., 0]
+    tiled = store["probability"][:]
+    agree = np.mean((whole[valid] >= 0.5) == (tiled[valid] >= 0.5))
+    assert agree >= 0.999
+    assert np.abs(whole[valid] - tiled[valid]).max() < 0.05
+    report = json.loads((baseline / "report.json").read_text())
+    assert 1.0 < report["compute_ratio"] <= 1.3
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def dask_cluster(tmp_path):
+    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1."""
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    bindir = Path(sys.executable).parent
+    procs = [subprocess.Popen([str(bindir / "dask"), "scheduler", "--host", "127.0.0.1",
+                               "--port", str(port), "--no-dashboard"], env=ENV, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    time.sleep(2)
+    procs += [subprocess.Popen([str(bindir / "dask"), "worker", address, "--nthreads", "1",
+                                "--host", "127.0.0.1", "--no-dashboard", "--name", f"w{i}"],
+                               env=ENV, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL) for i in range(2)]
+    from distributed import Client
+
+    with Client(address, timeout=60) as client:
+        client.wait_for_workers(2, timeout=60)
+    yield address
+    for p in procs[::-1]:
+        p.terminate()
+    for p in procs:
+        p.wait(timeout=30)
+
+
+def _flags(store: Path) -> np.ndarray:
+    try:
+        return zarr.open_group(str(store), mode="r")["predicted"][:]
+    except Exception:  # not created yet
+        return np.zeros(0)
+
+
+def test_multiprocess_cluster_with_a_worker_killed_mid_job(dask_cluster, scene, model, baseline,
+                                                           tmp_path):
+    """Inference on a real scheduler + 2 worker processes; one worker dies after the first
+    block is written. The job finishes and its output equals the undisturbed run's."""
+    from distributed import Client
+
+    cfg = tmp_path / "cluster.yaml"
+    cfg.write_text(f"address: {dask_cluster}\n")
+    out = tmp_path / "out"
+    job = subprocess.Popen([sys.executable, "-m", "jobs.infer", str(scene / "scene.tif"),
+                            "--model", str(model), "--out", str(out), "--cluster", str(cfg),
+                            "--min-area", "0"], env=ENV, cwd=REPO)
+    with Client(dask_cluster) as client:
+        pids = client.run(os.getpid)  # {worker address: pid of the worker process}
+    killed = None
+    deadline = time.time() + 300
+    while killed is None and job.poll() is None and time.time() < deadline:
+        flags = _flags(out / "tiles.zarr")
+        if flags.size and 0 < flags.sum() < flags.size:
+            killed = min(pids.values())
+            os.kill(killed, signal.SIGKILL)  # its nanny starts a new worker process
+        time.sleep(0.05)
+    assert job.wait(timeout=600) == 0
+    assert killed is not None, "the job finished before a worker could be killed"
+    assert_same_outputs(out, baseline)
+
+
+def test_client_killed_mid_job_resumes_with_identical_output(scene, model, baseline, tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "jobs.infer", str(scene / "scene.tif"), "--model", str(model),
+           "--out", str(out), "--min-area", "0"]
+    job = subprocess.Popen(cmd, env=ENV, cwd=REPO, start_new_session=True)
+    deadline = time.time() + 300
+    while job.poll() is None and time.time() < deadline:
+        flags = _flags(out / "tiles.zarr")
+        if flags.size and flags.sum() >= 1:
+            os.killpg(job.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    job.wait(timeout=60)
+    assert job.returncode == -signal.SIGKILL, "the job finished before it could be killed"
+    assert not (out / "report.json").exists()
+    done = int(_flags(out / "tiles.zarr").sum())
+    assert subprocess.run(cmd, env=ENV, cwd=REPO).returncode == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["blocks"]["computed"] == report["blocks"]["total"] - done
+    assert_same_outputs(out, baseline)
+
+
+def _bad_cases(tmp_path: Path, scene: Path, model: Path) -> dict[str, list[str]]:
+    junk = tmp_path / "junk.tif"
+    junk.write_text("not a raster")
+    wrong_bands = make_bundle(tmp_path / "m13", n=8, epochs=1,
+                              bands=("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9",
+                                     "B10", "B11", "B12", "slope"))
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("local:\n  n_workers: two\n")
+    s = str(scene / "scene.tif")
+    return {
+        "unreadable scene": [str(junk), "--model", str(model)],
+        "band mismatch": [s, "--model", str(wrong_bands)],
+        "missing model": [s, "--model", str(tmp_path / "nope")],
+        "bad cluster.yaml": [s, "--model", str(model), "--cluster", str(bad_yaml)],
+    }
+
+
+def test_bad_inputs_one_line_exit_2_nothing_finished(scene, model, tmp_path, capsys):
+    for name, args in _bad_cases(tmp_path, scene, model).items():
+        out = tmp_path / name.replace(" ", "_")
+        capsys.readouterr()
+        assert main([*args, "--out", str(out)]) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "error" in err, (name, err)
+        assert not any((out / o).exists() for o in OUTPUTS), name
