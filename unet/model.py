@@ -7,13 +7,19 @@ from keras import layers
 
 
 def _conv_block(x, width: int, batch_norm: bool, dropout: float, name: str, sync: bool = False):
-    """Two 3x3 convolutions, each followed by optional batch norm and ReLU."""
+    """Two 3x3 convolutions, each followed by optional batch norm and ReLU.
+
+    Batch norm momentum 0.9 (Keras default 0.99): runs here are a few hundred steps, and with
+    0.99 the moving statistics used at inference lag far behind the weights for that long.
+    """
     for i in (1, 2):
         x = layers.Conv2D(
             width, 3, padding="same", use_bias=not batch_norm, name=f"{name}_conv{i}"
         )(x)
         if batch_norm:
-            x = layers.BatchNormalization(synchronized=sync, name=f"{name}_bn{i}")(x)
+            x = layers.BatchNormalization(
+                momentum=0.9, synchronized=sync, name=f"{name}_bn{i}"
+            )(x)
         x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
     if dropout > 0:
         x = layers.Dropout(dropout, name=f"{name}_drop")(x)
