@@ -52,11 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--n-train", type=_positive, default=DEFAULT_N_TRAIN)
     pp.add_argument("--n-valid", type=_positive, default=DEFAULT_N_VALID)
     pp.add_argument("--seed", type=_seed, default=0)
-    sp = sub.add_parser("scene", help="14-band GeoTIFF scene.tif and truth.tif")
+    sp = sub.add_parser("scene", help="scene.tif + truth.tif, and as band files, DEM and SAFE")
     sp.add_argument("out", type=Path, help="output folder")
     sp.add_argument("--height", type=_positive, default=DEFAULT_HEIGHT)
     sp.add_argument("--width", type=_positive, default=DEFAULT_WIDTH)
     sp.add_argument("--seed", type=_seed, default=0)
+    sp.add_argument("--stack-only", action="store_true",
+                    help="write only scene.tif and truth.tif, not bands/, dem.tif and the .SAFE")
     for q in (pp, sp):
         q.add_argument("--workers", type=_positive, default=None,
                        help="simulation threads (default: CPUs, at most 4)")
@@ -68,6 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _out_dir(parser: argparse.ArgumentParser, out: Path) -> None:
     if out.exists() and not out.is_dir():
         parser.error(f"{out} exists and is not a directory")
+
+
+def _write_products(scene: Path, out: Path) -> None:
+    """The same scene as a user would bring it: per-band files, a 4326 DEM, a SAFE product."""
+    from simulator.products import write_band_files, write_dem, write_safe
+
+    t = time.perf_counter()
+    write_band_files(scene, out / "bands")
+    write_dem(scene, out / "dem.tif")
+    safe = write_safe(scene, out)
+    print(f"wrote {out / 'bands'}/, {out / 'dem.tif'} and {safe} in "
+          f"{time.perf_counter() - t:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {info.scene} and {info.truth} ({info.height} x {info.width}, "
                   f"{info.crs}, landslides {100 * info.landslide_fraction:.2f}% of valid pixels, "
                   f"nodata {100 * info.nodata_fraction:.1f}%) in {time.perf_counter() - t:.1f} s")
+            if not args.stack_only:
+                _write_products(info.scene, args.out)
         else:
             from simulator.baseline import evaluate_threshold, fit_threshold
 
