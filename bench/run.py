@@ -1,0 +1,221 @@
+"""python -m bench.run [--quick]: the scene pipeline against the bare model, memory against
+scene size, and training throughput, measured in ONE run on this machine.
+
+Writes BENCHMARKS.md (table, machine, versions, date) and bench/results.json. Every job is run
+as a user runs it (`python -m jobs.NAME` in a subprocess, on the default LocalCluster), and its
+peak memory is summed over its whole process tree.
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import psutil
+
+from bench.procs import run_measured
+from bench.report import write_markdown
+
+REPO = Path(__file__).resolve().parent.parent
+TILE = 128
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true",
+                   help="2048^2 pipeline scene, no 10980^2 granule (under 10 min on 2 cores)")
+    p.add_argument("--model", type=Path, help="a trained bundle for the pipeline runs "
+                   "(default: the bundle the default-strategy training run writes)")
+    p.add_argument("--workdir", type=Path, default=REPO / "bench-run")
+    p.add_argument("--out", type=Path, default=REPO,
+                   help="where BENCHMARKS.md and bench/results.json go")
+    p.add_argument("--device-report", action="store_true",
+                   help="also measure on the GPU (float32, mixed precision, XLA)")
+    p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # the test's config
+    return p.parse_args(argv)
+
+
+def settings(args: argparse.Namespace) -> dict:
+    if args.tiny:
+        return {"n_train": 32, "n_valid": 16, "width": 4, "depth": 2, "train_epochs": 1,
+                "train_steps": 2, "pipeline": 384, "scale": [256, 384], "ceiling_s": 1.0}
+    full = {"n_train": 512, "n_valid": 128, "width": 16, "depth": 4, "train_epochs": 2,
+            "train_steps": 24, "pipeline": 4096, "scale": [1024, 4096, 10980],
+            "ceiling_s": 10.0}
+    if args.quick:
+        full.update(pipeline=2048, scale=[1024, 4096])
+    return full
+
+
+def env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def machine() -> dict:
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def versions() -> dict:
+    import dask
+    import keras
+    import rasterio
+    import tensorflow as tf
+    import zarr
+
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "dask": dask.__version__,
+            "zarr": zarr.__version__, "rasterio": rasterio.__version__,
+            "gdal": rasterio.__gdal_version__}
+
+
+def train_cmd(cfg: dict, data: Path, out: Path, strategy: str) -> list[str]:
+    return [sys.executable, "-m", "jobs.train", "--data", str(data), "--out", str(out),
+            "--strategy", strategy, "--epochs", str(cfg["train_epochs"]),
+            "--steps-per-epoch", str(cfg["train_steps"]), "--batch-size", "16",
+            "--base-width", str(cfg["width"]), "--depth", str(cfg["depth"]), "--quiet"]
+
+
+def last_rate(model_dir: Path) -> float:
+    """Samples/s of the last epoch (the first also pays for tracing the step functions)."""
+    state = json.loads((model_dir / "checkpoints" / "state.json").read_text())
+    return float(state["history"][-1]["samples_per_second"])
+
+
+def bench_training(cfg: dict, work: Path) -> dict:
+    from simulator.patches import write_patches
+
+    data = work / "patches"
+    if not (data / "dataset.json").exists():
+        write_patches(data, cfg["n_train"], cfg["n_valid"], seed=0)
+    results = {}
+    for name, strategy, extra in (("default", "default", []),
+                                  ("mirrored --replicas 2", "mirrored", ["--replicas", "2"])):
+        out = work / f"train-{strategy}"
+        m = run_measured(train_cmd(cfg, data, out, strategy) + ["--seed", "0"] + extra,
+                         env=env(), cwd=REPO, log=work / f"train-{strategy}.log")
+        _check(m, f"jobs.train --strategy {strategy}", work / f"train-{strategy}.log")
+        results[name] = {"samples_per_s": last_rate(out), "wall_s": m.wall_s}
+    results["multiworker (2 processes)"] = bench_multiworker(cfg, data, work)
+    return results
+
+
+def bench_multiworker(cfg: dict, data: Path, work: Path) -> dict:
+    import socket
+    import subprocess
+    import time
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    workers = [f"127.0.0.1:{p}" for p in ports]
+    out = work / "train-multiworker"
+    t0 = time.perf_counter()
+    procs = []
+    for i in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}
+        cmd = train_cmd(cfg, data, out, "multiworker") + ["--threads", "1"]
+        if i:
+            cmd += ["--worker-dir", str(work / f"multiworker-{i}")]
+        log = open(work / f"train-multiworker-{i}.log", "w")  # noqa: SIM115
+        procs.append((subprocess.Popen(cmd, env={**env(), "TF_CONFIG": json.dumps(tf_config)},
+                                       cwd=REPO, stdout=log, stderr=subprocess.STDOUT), log))
+    codes = [p.wait(timeout=1800) for p, _ in procs]
+    for _, log in procs:
+        log.close()
+    if any(codes):
+        raise RuntimeError(f"multiworker training failed {codes}: see {work}/train-multiworker-*")
+    return {"samples_per_s": last_rate(out), "wall_s": time.perf_counter() - t0}
+
+
+def _check(m, what: str, log: Path) -> None:
+    if m.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {m.returncode}): see {log}")
+
+
+def bench_ceiling(cfg: dict, model_dir: Path) -> dict:
+    from bench.ceiling import flops_per_tile, matmul_gflops, model_tiles_per_second
+    from unet.bundle import load_bundle
+
+    model, _ = load_bundle(model_dir)
+    peak = matmul_gflops(seconds=cfg["ceiling_s"] / 2)
+    tiles = model_tiles_per_second(model, seconds=cfg["ceiling_s"])
+    flops = flops_per_tile(model)
+    return {"tiles_per_s": tiles, "gflop_per_tile": flops / 1e9,
+            "achieved_gflops": tiles * flops / 1e9, "matmul_gflops": peak,
+            "fraction_of_matmul": tiles * flops / 1e9 / peak}
+
+
+def bench_scene(size: int, model_dir: Path, work: Path) -> dict:
+    """A synthetic size x size scene through the whole job (GeoTIFF in, COGs and polygons out)."""
+    from simulator.scene import write_scene
+
+    scene = work / f"scene-{size}"
+    if not (scene / "truth.tif").exists():
+        write_scene(scene, size, size, seed=11)
+    out = work / f"map-{size}"
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    log = work / f"infer-{size}.log"
+    m = run_measured([sys.executable, "-m", "jobs.infer", str(scene / "scene.tif"),
+                      "--model", str(model_dir), "--out", str(out)], env=env(), cwd=REPO,
+                     log=log)
+    _check(m, f"jobs.infer on {size}^2", log)
+    report = json.loads((out / "report.json").read_text())
+    tiles = (-(-size // TILE)) ** 2
+    return {"size": size, "tiles": tiles, "wall_s": m.wall_s, "tiles_per_s": tiles / m.wall_s,
+            "peak_rss_gib": m.peak_rss_bytes / 2**30, "stages_s": report["timings"],
+            "compute_ratio": report["compute_ratio"],
+            "infer_stage_tiles_per_s": report["tiles_predicted"] / report["timings"]["infer_s"]}
+
+
+def device_report() -> dict:
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        return {"skipped": "no GPU visible to TensorFlow on this machine"}
+    from bench.device import gpu_figures
+
+    return gpu_figures()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = settings(args)
+    work = args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    results = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+               "mode": "tiny" if args.tiny else "quick" if args.quick else "full",
+               "machine": machine(), "versions": versions(), "settings": cfg}
+    print("training throughput ...", flush=True)
+    results["training"] = bench_training(cfg, work)
+    model_dir = args.model or work / "train-default"
+    results["model"] = str(model_dir)
+    print("model ceiling ...", flush=True)
+    results["ceiling"] = bench_ceiling(cfg, model_dir)
+    scenes = {}
+    for size in sorted({cfg["pipeline"], *cfg["scale"]}):
+        print(f"scene {size}^2 through jobs.infer ...", flush=True)
+        scenes[size] = bench_scene(size, model_dir, work)
+        scenes[size]["ratio_to_ceiling"] = (scenes[size]["tiles_per_s"]
+                                            / results["ceiling"]["tiles_per_s"])
+    results["pipeline"] = scenes[cfg["pipeline"]]
+    results["scale"] = [scenes[s] for s in cfg["scale"]]
+    if args.device_report:
+        results["device"] = device_report()
+    (args.out / "bench").mkdir(parents=True, exist_ok=True)
+    (args.out / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_markdown(results, args.out / "BENCHMARKS.md")
+    print(f"wrote {args.out / 'BENCHMARKS.md'} and {args.out / 'bench' / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

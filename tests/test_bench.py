@@ -1,0 +1,25 @@
+"""The benchmark command runs end to end in a tiny configuration and writes its two reports."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_bench_run_tiny_writes_results_and_markdown(tmp_path):
+    cmd = [sys.executable, "-m", "bench.run", "--tiny", "--workdir", str(tmp_path / "work"),
+           "--out", str(tmp_path)]
+    subprocess.run(cmd, cwd=REPO, check=True, timeout=900)
+    r = json.loads((tmp_path / "bench" / "results.json").read_text())
+    assert r["ceiling"]["tiles_per_s"] > 0 and r["ceiling"]["matmul_gflops"] > 0
+    assert 0 < r["ceiling"]["fraction_of_matmul"] < 1.5
+    assert r["pipeline"]["size"] == 384 and r["pipeline"]["tiles"] == 9
+    assert r["pipeline"]["tiles_per_s"] > 0 and r["pipeline"]["peak_rss_gib"] > 0
+    assert set(r["pipeline"]["stages_s"]) >= {"tile_s", "infer_s", "stitch_s", "total_s"}
+    assert [s["size"] for s in r["scale"]] == [256, 384]
+    assert set(r["training"]) == {"default", "mirrored --replicas 2", "multiworker (2 processes)"}
+    assert all(t["samples_per_s"] > 0 for t in r["training"].values())
+    md = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "pipeline / ceiling" in md and "384^2" in md and "multiworker" in md
