@@ -24,7 +24,7 @@ from jobs.cluster import ClusterConfig, ClusterConfigError, load_cluster_config,
 from tiler.bands import BANDS, CONVENTION
 from tiler.errors import TilerError
 from tiler.grid import Grid
-from tiler.polygons import burn_mask, landslides_from, write_polygons
+from tiler.polygons import Landslides, burn_mask, landslides_from, write_polygons
 from tiler.predictions import complete_grid, prepare_predictions
 from tiler.preview import write_preview
 from tiler.rasters import to_cog, write_probability, write_threshold
@@ -98,25 +98,27 @@ def predict_store(client: Client, job: BlockJob, blocks: list[tuple[int, int]]) 
     return tiles
 
 
-def stitch(store: Path, grid: Grid, out: Path, threshold: float, min_area: float) -> dict:
-    """Write every output under a temporary name in `out`; returns what was found."""
-    work = out / ".partial"
+def stitch(store: Path, grid: Grid, work: Path, threshold: float, min_area: float) -> Landslides:
+    """Probabilities out of the store, thresholded, polygonised and burnt back as the mask."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     write_probability(store, grid, work / "probability.raw.tif")
     write_threshold(store, grid, threshold, work / "threshold.raw.tif")
     found = landslides_from(work / "threshold.raw.tif", work / "probability.raw.tif", min_area)
     burn_mask(store, grid, found.polygons, work / "mask.raw.tif")
+    return found
+
+
+def write_outputs(store: Path, grid: Grid, work: Path, found: Landslides) -> None:
+    """The user-facing files, still under the temporary folder: COGs, polygons, preview."""
     to_cog(work / "probability.raw.tif", work / "probability.tif", "AVERAGE")
     to_cog(work / "mask.raw.tif", work / "mask.tif", "NEAREST")
     write_polygons(work / "landslides.gpkg", found, grid.crs_wkt)
     write_preview(store, grid, found.polygons, work / "preview.png")
-    return {"landslides": len(found.polygons), "area_m2": found.total_area_m2}
 
 
-def publish(out: Path, report: dict) -> None:
+def publish(out: Path, work: Path, report: dict) -> None:
     """Rename the finished outputs into place; report.json last, as the mark of a finished run."""
-    work = out / ".partial"
     (work / "report.json").write_text(json.dumps(report, indent=2))
     for name in OUTPUTS:
         (work / name).replace(out / name)
@@ -156,9 +158,13 @@ def run(args: argparse.Namespace) -> dict:
         tiles = predict_store(client, job, blocks)
         timings["infer_s"] = time.perf_counter() - t1
     threshold = bundle.threshold if args.threshold is None else args.threshold
+    work = out / ".partial"
     t2 = time.perf_counter()
-    found = stitch(store, grid, out, threshold, args.min_area)
-    timings["stitch_s"] = time.perf_counter() - t2
+    found = stitch(store, grid, work, threshold, args.min_area)
+    t3 = time.perf_counter()
+    timings["stitch_s"] = t3 - t2
+    write_outputs(store, grid, work, found)
+    timings["write_s"] = time.perf_counter() - t3
     timings["total_s"] = time.perf_counter() - t0
     pixel_area = abs(grid.transform[0] * grid.transform[4])
     report = {
@@ -175,13 +181,13 @@ def run(args: argparse.Namespace) -> dict:
         "tiles_predicted": tiles,
         "halo_px": args.halo,
         "compute_ratio": compute_ratio(grid, args.halo),
-        "landslides": found["landslides"],
-        "landslide_area_m2": found["area_m2"],
+        "landslides": len(found.polygons),
+        "landslide_area_m2": found.total_area_m2,
         "scene_area_m2": grid.height * grid.width * pixel_area,
         "timings": timings,
         "outputs": {name: str(out / name) for name in OUTPUTS},
     }
-    publish(out, report)
+    publish(out, work, report)
     return report
 
 
