@@ -20,6 +20,10 @@ from typing import Any
 import yaml
 
 KINDS = ("local", "address", "slurm", "pbs")
+MODEL_SLOT = "MODEL"
+"""A Dask worker resource: workers that declare MODEL=1 run one model task at a time (with all
+their cores in TensorFlow's pools), so a worker never holds two blocks' activations at once.
+The embedded cluster declares it; start other workers with `--resources MODEL=1` to get it."""
 
 
 class ClusterConfigError(Exception):
@@ -229,7 +233,7 @@ def open_client(config: ClusterConfig | None = None) -> Iterator[Any]:
                 n_workers=n, threads_per_worker=threads, processes=True,
                 memory_limit=config.local.memory_limit, host=config.local.host,
                 protocol=protocol, dashboard_address=config.local.dashboard_address,
-                security=security, env=_worker_env()))
+                security=security, env=_worker_env(), resources={MODEL_SLOT: 1}))
             client = Client(cluster, security=security)
         else:
             cluster = stack.enter_context(make_jobqueue_cluster(config))

@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", default="demo-run", help="where everything is written")
     p.add_argument("--n-train", type=int, default=600)
     p.add_argument("--n-valid", type=int, default=150)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--height", type=int, default=1500)
     p.add_argument("--width", type=int, default=1300)
     p.add_argument("--seed", type=int, default=0)

@@ -20,7 +20,13 @@ import numpy as np
 from distributed import Client, as_completed
 from tqdm import tqdm
 
-from jobs.cluster import ClusterConfig, ClusterConfigError, load_cluster_config, open_client
+from jobs.cluster import (
+    MODEL_SLOT,
+    ClusterConfig,
+    ClusterConfigError,
+    load_cluster_config,
+    open_client,
+)
 from tiler.bands import BANDS, CONVENTION
 from tiler.errors import TilerError
 from tiler.grid import Grid
@@ -85,10 +91,18 @@ def block_job(store: Path, grid: Grid, bundle: Bundle, args: argparse.Namespace,
                     tta=args.tta, intra_op_threads=threads, scale=scale, offset=offset)
 
 
+def model_resources(client: Client) -> dict[str, int] | None:
+    """{MODEL: 1} when every worker declares that resource, else None (no restriction)."""
+    workers = client.scheduler_info()["workers"].values()
+    if workers and all(MODEL_SLOT in w.get("resources", {}) for w in workers):
+        return {MODEL_SLOT: 1}
+    return None
+
+
 def predict_store(client: Client, job: BlockJob, blocks: list[tuple[int, int]]) -> int:
     """Map predict_block over the blocks still to do; returns the tiles predicted."""
     futures = client.map(predict_block, [job] * len(blocks), *zip(*blocks, strict=True),
-                         pure=False) if blocks else []
+                         pure=False, resources=model_resources(client)) if blocks else []
     tiles = 0
     with tqdm(total=len(blocks), unit="block", desc="infer", file=sys.stderr) as bar:
         for future in as_completed(futures):
@@ -202,12 +216,13 @@ def compute_ratio(grid: Grid, halo: int) -> float:
 
 
 def tf_threads(config: ClusterConfig) -> int | None:
-    """TensorFlow intra-op threads per worker thread on the embedded cluster, so that
-    workers x threads x intra-op threads = cores; None (decided on the worker) elsewhere."""
+    """TensorFlow intra-op threads on the embedded cluster, whose workers run one model task at
+    a time (the MODEL resource): the cores of the machine shared among the worker processes.
+    None elsewhere: the worker decides from its own core and thread counts."""
     if config.kind != "local":
         return None
-    workers, threads = config.local.sized()
-    return max(1, (os.cpu_count() or 1) // (workers * threads))
+    workers, _ = config.local.sized()
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of TrainData held out when ValidData has no masks")
     p.add_argument("--normalization", choices=("train", "official"), default="train")
-    p.add_argument("--base-width", type=int, default=16)
+    p.add_argument("--base-width", type=int, default=8)
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--no-batch-norm", action="store_true")
