@@ -2,23 +2,28 @@
 practical float32 peak (a large matmul), measured in the same process."""
 
 import time
+from collections.abc import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 
-def matmul_gflops(n: int = 2048, seconds: float = 3.0) -> float:
-    """GFLOP/s of an n x n float32 matmul (2 n^3 FLOP each), TensorFlow on all cores."""
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
-    mm = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
-    mm().numpy()
+def calls_per_second(fn: Callable[[], object], seconds: float) -> float:
+    """Calls of fn per second over about `seconds`, after one warm-up call (tracing)."""
+    fn()
     reps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        mm().numpy()
+        fn()
         reps += 1
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+    return reps / (time.perf_counter() - t0)
+
+
+def matmul_gflops(n: int = 2048, seconds: float = 3.0, dtype: tf.DType = tf.float32) -> float:
+    """GFLOP/s of an n x n matmul (2 n^3 FLOP each), TensorFlow on all devices' cores."""
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    mm = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, a), tf.float32)))
+    return 2 * n**3 * calls_per_second(lambda: mm().numpy(), seconds) / 1e9
 
 
 def flops_per_tile(model: keras.Model, tile: int = 128) -> float:
@@ -41,15 +46,10 @@ def flops_per_tile(model: keras.Model, tile: int = 128) -> float:
 
 
 def model_tiles_per_second(model: keras.Model, batch: int = 64, tile: int = 128,
-                           seconds: float = 10.0) -> float:
+                           seconds: float = 10.0, jit_compile: bool = False) -> float:
     """Tiles/s of a compiled inference call on a batch of normalised tiles in memory."""
     bands = model.inputs[0].shape[-1]
     x = tf.constant(np.random.default_rng(0).standard_normal((batch, tile, tile, bands),
                                                                dtype=np.float32))
-    call = tf.function(lambda t: model(t, training=False), jit_compile=False)
-    call(x).numpy()
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        call(x).numpy()
-        reps += 1
-    return batch * reps / (time.perf_counter() - t0)
+    call = tf.function(lambda t: model(t, training=False), jit_compile=jit_compile)
+    return batch * calls_per_second(lambda: call(x).numpy(), seconds)

@@ -7,35 +7,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bench.ceiling import flops_per_tile
+from bench.ceiling import flops_per_tile, matmul_gflops, model_tiles_per_second
 from unet.model import build_unet
 
 
-def _matmul_tflops(dtype: tf.DType, n: int = 8192, seconds: float = 3.0) -> float:
-    a = tf.random.normal((n, n), dtype=tf.float32)
-    a = tf.cast(a, dtype)
-    mm = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, a), tf.float32)))
-    mm().numpy()
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        mm().numpy()
-        reps += 1
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
-
-
-def _tiles_per_s(policy: str, xla: bool, batch: int = 256, seconds: float = 5.0) -> float:
+def _tiles_per_s(policy: str, xla: bool) -> float:
     keras.mixed_precision.set_global_policy(policy)
     try:
-        model = build_unet()
-        x = tf.constant(np.random.default_rng(0).standard_normal((batch, 128, 128, 14),
-                                                                   dtype=np.float32))
-        call = tf.function(lambda t: model(t, training=False), jit_compile=xla)
-        call(x).numpy()
-        reps, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            call(x).numpy()
-            reps += 1
-        return batch * reps / (time.perf_counter() - t0)
+        return model_tiles_per_second(build_unet(), batch=256, seconds=5.0, jit_compile=xla)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
@@ -61,7 +40,8 @@ def _samples_per_s(policy: str, xla: bool, batch: int = 64, steps: int = 30) -> 
 
 def gpu_figures() -> dict:
     flops = flops_per_tile(build_unet())
-    peaks = {"float32": _matmul_tflops(tf.float32), "bfloat16": _matmul_tflops(tf.bfloat16)}
+    peaks = {name: matmul_gflops(8192, 3.0, dtype) / 1e3
+             for name, dtype in (("float32", tf.float32), ("bfloat16", tf.bfloat16))}
     out = {"gpu": tf.config.experimental.get_device_details(
         tf.config.list_physical_devices("GPU")[0]).get("device_name", "GPU"),
         "matmul_tflops": peaks}
