@@ -42,8 +42,8 @@ def settings(args: argparse.Namespace) -> dict:
     if args.tiny:
         return {"n_train": 32, "n_valid": 16, "width": 4, "depth": 2, "train_epochs": 1,
                 "train_steps": 2, "pipeline": 384, "scale": [256, 384], "ceiling_s": 1.0}
-    full = {"n_train": 512, "n_valid": 128, "width": 16, "depth": 4, "train_epochs": 2,
-            "train_steps": 24, "pipeline": 4096, "scale": [1024, 4096, 10980],
+    full = {"n_train": 256, "n_valid": 64, "width": 8, "depth": 4, "train_epochs": 2,
+            "train_steps": 12, "pipeline": 4096, "scale": [1024, 4096, 10980],
             "ceiling_s": 10.0}
     if args.quick:
         full.update(pipeline=2048, scale=[1024, 4096])
