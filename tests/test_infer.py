@@ -241,3 +241,22 @@ def test_bad_inputs_one_line_exit_2_nothing_finished(scene, model, tmp_path, cap
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and "error" in err, (name, err)
         assert not any((out / o).exists() for o in OUTPUTS), name
+
+
+def test_convention_mismatch_is_refused_unless_harmonized(scene, model, tmp_path, capsys):
+    """A model trained on the Landslide4Sense release scale refuses reflectance scenes; with
+    --harmonize the scene's percentiles are mapped onto the bundle's and the job runs."""
+    import shutil
+
+    other = tmp_path / "l4s-model"
+    shutil.copytree(model, other)
+    bundle = json.loads((other / "bundle.json").read_text())
+    bundle["convention"] = "l4s-release"
+    (other / "bundle.json").write_text(json.dumps(bundle))
+    out = tmp_path / "out"
+    args = [str(scene / "scene.tif"), "--model", str(other), "--out", str(out)]
+    assert main(args) == 2
+    assert "convention" in capsys.readouterr().err
+    assert not (out / "report.json").exists()
+    assert main([*args, "--harmonize"]) == 0
+    assert json.loads((out / "report.json").read_text())["harmonized"] is True
