@@ -87,13 +87,17 @@ def has_masks(samples: list[Sample]) -> bool:
     return bool(samples) and all(s.mask is not None for s in samples)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """One image as float32 (H, W, bands), whatever float type the file stores."""
+def _read_h5(path: str | Path, key: str) -> np.ndarray:
     try:
         with h5py.File(path, "r") as f:
-            x = np.asarray(f["img"][()])
+            return np.asarray(f[key][()])
     except (OSError, KeyError) as exc:
-        raise DatasetError(f"{path}: cannot read dataset 'img' ({exc})") from exc
+        raise DatasetError(f"{path}: cannot read dataset {key!r} ({exc})") from exc
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """One image as float32 (H, W, bands), whatever float type the file stores."""
+    x = _read_h5(path, "img")
     if x.ndim != 3:
         raise DatasetError(f"{path}: 'img' has shape {x.shape}, expected (H, W, bands)")
     return x.astype(np.float32, copy=False)
@@ -101,11 +105,7 @@ def read_image(path: str | Path) -> np.ndarray:
 
 def read_mask(path: str | Path) -> np.ndarray:
     """One mask as uint8 (H, W), 1 = landslide."""
-    try:
-        with h5py.File(path, "r") as f:
-            m = np.asarray(f["mask"][()])
-    except (OSError, KeyError) as exc:
-        raise DatasetError(f"{path}: cannot read dataset 'mask' ({exc})") from exc
+    m = _read_h5(path, "mask")
     if m.ndim == 3 and m.shape[-1] == 1:
         m = m[..., 0]
     if m.ndim != 2:
