@@ -68,7 +68,3 @@ def _create(group: zarr.Group, grid: Grid, identity: dict) -> None:
         dimension_names=("block_row", "block_col"),
     )
 
-
-def predictions_complete(store: str | Path) -> bool:
-    group = open_group(store)
-    return PREDICTED in group and bool(np.all(group[PREDICTED][:] == 1))
