@@ -7,6 +7,61 @@ def _f(v: float, digits: int = 1) -> str:
     return f"{v:,.{digits}f}"
 
 
+STAGES = {
+    "setup_s": "setup: bundle.json, input checks, store plan",
+    "cluster_start_s": "start the LocalCluster",
+    "tile_s": "tile: read the GeoTIFF, write the Zarr store",
+    "infer_s": "infer: predict every block (wall)",
+    "cluster_close_s": "close the cluster",
+    "stitch_s": "stitch: probabilities and threshold rasters, polygons, burnt mask",
+    "write_s": "write: COGs, GeoPackage, preview",
+}
+WORKER = {
+    "load_s": "import TensorFlow, load the model (first block of each worker)",
+    "read_s": "read block + halo from Zarr",
+    "prepare_s": "normalise",
+    "model_s": "the network",
+    "write_s": "write probabilities to Zarr",
+}
+
+
+def _profile(p: dict, c: dict, title: str) -> list[str]:
+    """The job's own stage clock, the process around it, and the worker-side split of infer."""
+    wall = p["wall_s"]
+    model_alone = p["tiles"] * p["compute_ratio"] / c["tiles_per_s"]
+    lines = ["", f"### {title} ({p['size']}^2, {_f(wall)} s wall)", "",
+             "| part | s | share of wall |", "|---|---|---|",
+             f"| process start, imports, exit (outside the job's clock) | "
+             f"{_f(p['outside_job_s'])} | {p['outside_job_s'] / wall:.0%} |"]
+    for key, label in STAGES.items():
+        if key in p["stages_s"]:
+            v = p["stages_s"][key]
+            lines.append(f"| {label} | {_f(v)} | {v / wall:.0%} |")
+    lines += ["", "Inside the infer stage, summed over the worker's tasks (two run at once, so the "
+              "sum can exceed the stage's wall time):", "", "| part | s |", "|---|---|"]
+    lines += [f"| {label} | {_f(p['infer_worker_s'][k], 2)} |" for k, label in WORKER.items()
+              if k in p["infer_worker_s"]]
+    lines += ["", f"The model alone (the ceiling's rate, seam overhead included) would take "
+              f"{_f(model_alone)} s of the {_f(wall)} s.", ""]
+    return lines
+
+
+def _warm(r: dict, c: dict) -> list[str]:
+    if "warm_cluster" not in r:
+        return []
+    w = r["warm_cluster"]
+    return [
+        "## The same scene on a long-lived cluster", "",
+        f"A `dask scheduler` and one `dask worker` (all cores, `--resources MODEL=2`) kept "
+        f"running; `jobs.infer --cluster` with `address:` run twice on the {w['size']}^2 scene. "
+        f"The first run took {_f(w['first_wall_s'])} s; the second found TensorFlow imported "
+        f"and the model loaded: **{_f(w['tiles_per_s'])} tiles/s in {_f(w['wall_s'])} s, "
+        f"pipeline / ceiling {w['ratio_to_ceiling']:.2f}**. (Its peak memory counts only the "
+        "job's client: the workers are not its children.)",
+        *_profile(w, c, "Where the time of the second run goes"),
+    ]
+
+
 def write_markdown(r: dict, path: Path) -> None:
     c, p = r["ceiling"], r["pipeline"]
     lines = [
@@ -35,9 +90,8 @@ def write_markdown(r: dict, path: Path) -> None:
         f"{_f(p['infer_stage_tiles_per_s'])} tiles/s |",
         f"| seam compute ratio (halo pixels counted) | {p['compute_ratio']:.3f} |",
         "",
-        "Stages of the pipeline run (s): " + ", ".join(
-            f"{k[:-2]} {_f(v)}" for k, v in p["stages_s"].items()) + ".",
-        "",
+        *_profile(p, c, "Where the time of the pipeline run goes"),
+        *_warm(r, c),
         "## Scale: memory against scene size (whole job, all processes)",
         "",
         "| scene | tiles | wall (s) | tiles/s | pipeline / ceiling | peak RSS, all (GiB) |",

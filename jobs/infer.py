@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ from tiler.stats import band_percentiles, harmonization
 from tiler.store import is_store, store_attrs
 from unet.bundle import MODEL_FILE, Bundle, read_bundle
 from unet.errors import BundleError, UnetError
-from unet.predict import BlockJob, block_context, predict_block
+from unet.predict import BlockJob, BlockTimes, block_context, predict_block
 
 OUTPUTS = ("probability.tif", "mask.tif", "landslides.gpkg", "preview.png", "report.json")
 HALO = 32
@@ -92,24 +93,25 @@ def block_job(store: Path, grid: Grid, bundle: Bundle, args: argparse.Namespace,
 
 
 def model_resources(client: Client) -> dict[str, int] | None:
-    """{MODEL: 1} when every worker declares that resource, else None (no restriction)."""
+    """{MODEL: 1} (each block takes one unit) when every worker declares that resource, else
+    None (no restriction)."""
     workers = client.scheduler_info()["workers"].values()
     if workers and all(MODEL_SLOT in w.get("resources", {}) for w in workers):
         return {MODEL_SLOT: 1}
     return None
 
 
-def predict_store(client: Client, job: BlockJob, blocks: list[tuple[int, int]]) -> int:
-    """Map predict_block over the blocks still to do; returns the tiles predicted."""
+def predict_store(client: Client, job: BlockJob, blocks: list[tuple[int, int]]) -> BlockTimes:
+    """Map predict_block over the blocks still to do; returns the tiles and the summed times."""
     futures = client.map(predict_block, [job] * len(blocks), *zip(*blocks, strict=True),
                          pure=False, resources=model_resources(client)) if blocks else []
-    tiles = 0
+    total = BlockTimes()
     with tqdm(total=len(blocks), unit="block", desc="infer", file=sys.stderr) as bar:
         for future in as_completed(futures):
-            tiles += future.result()
+            total += future.result()
             bar.update(1)
-            bar.set_postfix(tiles=tiles)
-    return tiles
+            bar.set_postfix(tiles=total.tiles)
+    return total
 
 
 def stitch(store: Path, grid: Grid, work: Path, threshold: float, min_area: float) -> Landslides:
@@ -139,9 +141,24 @@ def publish(out: Path, work: Path, report: dict) -> None:
     shutil.rmtree(work)
 
 
+class Stages:
+    """Wall time per stage, each measured from the end of the one before: the job's profile."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def done(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[f"{stage}_s"] = now - self.last
+        self.last = now
+
+    def timings(self) -> dict[str, float]:
+        return {**self.seconds, "total_s": self.last - self.start}
+
+
 def run(args: argparse.Namespace) -> dict:
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
+    stages = Stages()
     out = Path(args.out)
     bundle = read_bundle(args.model)
     if not (Path(args.model) / MODEL_FILE).is_file():
@@ -160,26 +177,25 @@ def run(args: argparse.Namespace) -> dict:
         store = plan.store
     for name in OUTPUTS:  # an earlier run's outputs must not pass for this run's
         (out / name).unlink(missing_ok=True)
+    stages.done("setup")
     with open_client(config) as client:
         print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
+        stages.done("cluster_start")
         if plan is not None:
             run_plan(plan, client)
-        timings["tile_s"] = time.perf_counter() - t0
+        stages.done("tile")
         grid = complete_grid(store)
-        job = block_job(store, grid, bundle, args, tf_threads(config))
+        job = block_job(store, grid, bundle, args, tf_threads(config, client))
         blocks = prepare_predictions(store, grid, bundle.model_id, args.tta)
-        t1 = time.perf_counter()
-        tiles = predict_store(client, job, blocks)
-        timings["infer_s"] = time.perf_counter() - t1
+        done = predict_store(client, job, blocks)
+        stages.done("infer")
+    stages.done("cluster_close")
     threshold = bundle.threshold if args.threshold is None else args.threshold
     work = out / ".partial"
-    t2 = time.perf_counter()
     found = stitch(store, grid, work, threshold, args.min_area)
-    t3 = time.perf_counter()
-    timings["stitch_s"] = t3 - t2
+    stages.done("stitch")
     write_outputs(store, grid, work, found)
-    timings["write_s"] = time.perf_counter() - t3
-    timings["total_s"] = time.perf_counter() - t0
+    stages.done("write")
     pixel_area = abs(grid.transform[0] * grid.transform[4])
     report = {
         "input": str(args.input),
@@ -192,13 +208,14 @@ def run(args: argparse.Namespace) -> dict:
         "grid": {"crs_wkt": grid.crs_wkt, "transform": list(grid.transform),
                  "height": grid.height, "width": grid.width},
         "blocks": {"total": grid.n_block_rows * grid.n_block_cols, "computed": len(blocks)},
-        "tiles_predicted": tiles,
+        "tiles_predicted": done.tiles,
+        "infer_worker_s": {k: v for k, v in asdict(done).items() if k != "tiles"},
         "halo_px": args.halo,
         "compute_ratio": compute_ratio(grid, args.halo),
         "landslides": len(found.polygons),
         "landslide_area_m2": found.total_area_m2,
         "scene_area_m2": grid.height * grid.width * pixel_area,
-        "timings": timings,
+        "timings": stages.timings(),
         "outputs": {name: str(out / name) for name in OUTPUTS},
     }
     publish(out, work, report)
@@ -215,14 +232,17 @@ def compute_ratio(grid: Grid, halo: int) -> float:
     return total / (grid.padded_height * grid.padded_width)
 
 
-def tf_threads(config: ClusterConfig) -> int | None:
-    """TensorFlow intra-op threads on the embedded cluster, whose workers run one model task at
-    a time (the MODEL resource): the cores of the machine shared among the worker processes.
-    None elsewhere: the worker decides from its own core and thread counts."""
-    if config.kind != "local":
+def tf_threads(config: ClusterConfig, client: Client) -> int | None:
+    """TensorFlow intra-op threads for the model, which runs one block at a time on a worker
+    that declares the MODEL resource. On the embedded cluster: the machine's cores shared among
+    the worker processes. On other clusters whose workers all declare MODEL (`dask worker
+    --resources MODEL=2`): each worker's thread count. None elsewhere: the worker decides."""
+    if config.kind == "local":
+        workers, _ = config.local.sized()
+        return max(1, (os.cpu_count() or 1) // workers)
+    if model_resources(client) is None:
         return None
-    workers, _ = config.local.sized()
-    return max(1, (os.cpu_count() or 1) // workers)
+    return min(w["nthreads"] for w in client.scheduler_info()["workers"].values())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -17,9 +19,18 @@ def test_bench_run_tiny_writes_results_and_markdown(tmp_path):
     assert 0 < r["ceiling"]["fraction_of_matmul"] < 1.5
     assert r["pipeline"]["size"] == 384 and r["pipeline"]["tiles"] == 9
     assert r["pipeline"]["tiles_per_s"] > 0 and r["pipeline"]["peak_rss_gib"] > 0
-    assert set(r["pipeline"]["stages_s"]) >= {"tile_s", "infer_s", "stitch_s", "total_s"}
+    stages = r["pipeline"]["stages_s"]
+    assert set(stages) >= {"cluster_start_s", "tile_s", "infer_s", "stitch_s", "total_s"}
+    assert sum(v for k, v in stages.items() if k != "total_s") == pytest.approx(stages["total_s"])
+    assert 0 < stages["total_s"] < r["pipeline"]["wall_s"]
+    worker = r["pipeline"]["infer_worker_s"]
+    assert worker["model_s"] > 0 and worker["load_s"] > 0  # a fresh cluster loads the model
+    warm = r["warm_cluster"]
+    assert warm["size"] == 384 and warm["tiles_per_s"] > 0
+    assert warm["infer_worker_s"]["load_s"] < 0.5  # the second job finds the model loaded
     assert [s["size"] for s in r["scale"]] == [256, 384]
     assert set(r["training"]) == {"default", "mirrored --replicas 2", "multiworker (2 processes)"}
     assert all(t["samples_per_s"] > 0 for t in r["training"].values())
     md = (tmp_path / "BENCHMARKS.md").read_text()
     assert "pipeline / ceiling" in md and "384^2" in md and "multiworker" in md
+    assert "long-lived cluster" in md and "the network" in md

@@ -49,18 +49,30 @@ def polygonize(threshold_tif: Path, min_area_m2: float) -> list[Polygon]:
     return kept
 
 
-def mean_probabilities(polygons: list[Polygon], probability_tif: Path) -> np.ndarray:
-    """The mean probability inside each polygon, read window by window."""
-    means = np.zeros(len(polygons), dtype=np.float64)
+def mean_probabilities(polygons: list[Polygon], probability_tif: Path,
+                       strip: int = 1024) -> np.ndarray:
+    """The mean probability over the pixels of each polygon (those whose centre it covers, the
+    pixels burn_mask sets), in one pass of row strips: each strip's polygons are burnt as labels
+    and the probabilities summed per label (a per-polygon windowed read cost 1.7 ms a polygon).
+    """
+    n = len(polygons)
+    sums, counts = np.zeros(n + 1), np.zeros(n + 1)
+    tree = shapely.STRtree(polygons)
     with rasterio.open(probability_tif) as src:
-        for i, poly in enumerate(polygons):
-            window = rasterio.features.geometry_window(src, [poly])
+        for y0 in range(0, src.height, strip):
+            window = Window(0, y0, src.width, min(strip, src.height - y0))
+            hits = tree.query(shapely.box(*src.window_bounds(window)))
+            if not len(hits):
+                continue
+            labels = rasterio.features.rasterize(
+                [(polygons[i], i + 1) for i in hits], out_shape=(window.height, window.width),
+                transform=src.window_transform(window), fill=0, dtype="int32")
             p = src.read(1, window=window)
-            inside = rasterio.features.geometry_mask(
-                [poly], out_shape=p.shape, transform=src.window_transform(window), invert=True
-            )
-            means[i] = float(np.nanmean(p[inside])) if inside.any() else float("nan")
-    return means
+            sel = (labels > 0) & np.isfinite(p)
+            sums += np.bincount(labels[sel], weights=p[sel], minlength=n + 1)
+            counts += np.bincount(labels[sel], minlength=n + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts[1:] > 0, sums[1:] / counts[1:], np.nan)
 
 
 def burn_mask(store: str | Path, grid: Grid, polygons: list[Polygon], path: Path) -> None:

@@ -16,14 +16,15 @@ import platform
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
-import unet.loss  # noqa: F401  (registers LandslideLoss for deserialisation)
-import unet.metrics  # noqa: F401  (registers the metrics)
 from unet.errors import BundleError
 from unet.normalize import normalize_array
+
+if TYPE_CHECKING:
+    import keras
 
 MODEL_FILE = "model.keras"
 BUNDLE_FILE = "bundle.json"
@@ -64,6 +65,7 @@ class Bundle:
 
 
 def versions() -> dict[str, str]:
+    import keras
     import tensorflow as tf
 
     return {
@@ -144,8 +146,14 @@ def load_bundle(model_dir: str | Path, compile: bool = False) -> tuple[keras.Mod
     """The Keras model (loaded with safe_mode=True) and its Bundle.
 
     Raises BundleError naming the file when either file is missing or cannot be read, or when the
-    model's input band count differs from the bundle's bands.
+    model's input band count differs from the bundle's bands. Keras is imported here, not at
+    module level, so that reading bundle.json (the job's client does) costs no TensorFlow import.
     """
+    import keras
+
+    import unet.loss  # noqa: F401  (registers LandslideLoss for deserialisation)
+    import unet.metrics  # noqa: F401  (registers the metrics)
+
     bundle = read_bundle(model_dir)
     path = Path(model_dir) / MODEL_FILE
     if not path.is_file():

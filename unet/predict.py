@@ -14,7 +14,8 @@ intra-op threads do not oversubscribe the cores.
 
 import os
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import astuple, dataclass
 
 import numpy as np
 import zarr
@@ -122,16 +123,40 @@ def block_context(
     return (ya, yb, xa, xb), (y0 - ya, y1 - ya, x0 - xa, x1 - xa)
 
 
-def predict_block(job: BlockJob, row: int, col: int) -> int:
-    """Predict block (row, col) of job.store into its `probability` array; returns its tile count.
+@dataclass
+class BlockTimes:
+    """What one predict_block call did and where its time went (seconds, on the worker)."""
 
-    Idempotent: a block whose flag is set is skipped, and the flag is set only after the block's
-    shard is written, so a task that dies part-way is simply run again.
+    tiles: int = 0
+    load_s: float = 0.0
+    """Importing TensorFlow and loading the model: paid by the first block on each worker."""
+    read_s: float = 0.0
+    prepare_s: float = 0.0
+    model_s: float = 0.0
+    write_s: float = 0.0
+
+    def __add__(self, other: "BlockTimes") -> "BlockTimes":
+        return BlockTimes(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+
+def predict_block(job: BlockJob, row: int, col: int) -> BlockTimes:
+    """Predict block (row, col) of job.store into its `probability` array.
+
+    Idempotent: a block whose flag is set is skipped (0 tiles), and the flag is set only after
+    the block's shard is written, so a task that dies part-way is simply run again.
     """
+    times, last = BlockTimes(), time.perf_counter()
+
+    def lap() -> float:
+        nonlocal last
+        now = time.perf_counter()
+        spent, last = now - last, now
+        return spent
+
     group = zarr.open_group(job.store, mode="r+")
     flags = group["predicted"]
     if flags[row, col] == 1:
-        return 0
+        return times
     image, valid, prob = group["image"], group["valid"], group["probability"]
     block = prob.shards[0]
     _, height, width = image.shape
@@ -139,16 +164,22 @@ def predict_block(job: BlockJob, row: int, col: int) -> int:
     ok = valid[ya:yb, xa:xb].astype(bool)
     p = np.full(ok.shape, np.nan, dtype=np.float32)
     if ok[cy0:cy1, cx0:cx1].any():
+        times.read_s += lap()
         model, bundle = cached_model(job.model_dir, job.intra_op_threads)
+        times.load_s = lap()
         x = np.moveaxis(image[:, ya:yb, xa:xb], 0, -1)
+        times.read_s += lap()
         if job.scale is not None:
             x = x * np.asarray(job.scale, np.float32) + np.asarray(job.offset, np.float32)
         x = normalize(x, bundle)
         x[~ok] = 0.0
+        times.prepare_s = lap()
         p = predict_window(model, x, job.tta)
         p[~ok] = np.nan
+        times.model_s = lap()
     prob[ya + cy0 : ya + cy1, xa + cx0 : xa + cx1] = p[cy0:cy1, cx0:cx1]
     flags[row, col] = 1
+    times.write_s = lap()
     tile = prob.chunks[0]
-    return int(-(-(cy1 - cy0) // tile) * -(-(cx1 - cx0) // tile))
-
+    times.tiles = int(-(-(cy1 - cy0) // tile) * -(-(cx1 - cx0) // tile))
+    return times
