@@ -62,6 +62,25 @@ def _warm(r: dict, c: dict) -> list[str]:
     ]
 
 
+def _wide(r: dict) -> list[str]:
+    if "wide_model" not in r:
+        return []
+    w, narrow = r["wide_model"], r["ceiling"]
+    wc, wp, p = w["ceiling"], w["pipeline"], r["pipeline"]
+    return [
+        "", f"## A model of the Landslide4Sense baseline's size (width {w['width']})", "",
+        "The same job with a wider U-Net, trained only briefly (its maps are not the point): "
+        "the work around the model stays the same while the model's cost grows.", "",
+        "| model | GFLOP / tile | ceiling (tiles/s) | whole job (tiles/s) | pipeline / ceiling |",
+        "|---|---|---|---|---|",
+        f"| production (width {r['settings']['width']}) | {_f(narrow['gflop_per_tile'], 2)} | "
+        f"{_f(narrow['tiles_per_s'])} | {_f(p['tiles_per_s'])} | {p['ratio_to_ceiling']:.2f} |",
+        f"| width {w['width']} | {_f(wc['gflop_per_tile'], 2)} | {_f(wc['tiles_per_s'])} | "
+        f"{_f(wp['tiles_per_s'])} | {wp['ratio_to_ceiling']:.2f} |",
+        *_profile(wp, wc, f"Where the time of the width-{w['width']} run goes"),
+    ]
+
+
 def write_markdown(r: dict, path: Path) -> None:
     c, p = r["ceiling"], r["pipeline"]
     lines = [
@@ -105,6 +124,7 @@ def write_markdown(r: dict, path: Path) -> None:
               "| strategy | samples/s | wall (s) |", "|---|---|---|"]
     for name, t in r["training"].items():
         lines.append(f"| {name} | {_f(t['samples_per_s'])} | {_f(t['wall_s'])} |")
+    lines += _wide(r)
     if "device" in r:
         lines += ["", "## GPU", ""]
         lines += [f"- {k}: {v}" for k, v in r["device"].items()]

@@ -41,12 +41,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def settings(args: argparse.Namespace) -> dict:
     if args.tiny:
         return {"n_train": 32, "n_valid": 16, "width": 4, "depth": 2, "train_epochs": 1,
-                "train_steps": 2, "pipeline": 384, "scale": [256, 384], "ceiling_s": 1.0}
+                "train_steps": 2, "pipeline": 384, "scale": [256, 384], "ceiling_s": 1.0,
+                "wide_width": 6}
+    # wide_width: a second model, of the Landslide4Sense baseline U-Net's size (width 32,
+    # about 6 GFLOP a tile), trained only long enough to predict something: how the pipeline's
+    # ratio to its ceiling grows with the model's cost.
     full = {"n_train": 256, "n_valid": 64, "width": 8, "depth": 4, "train_epochs": 2,
             "train_steps": 12, "pipeline": 4096, "scale": [1024, 4096, 10980],
-            "ceiling_s": 10.0}
+            "ceiling_s": 10.0, "wide_width": 32}
     if args.quick:
-        full.update(pipeline=2048, scale=[1024, 4096])
+        full.update(pipeline=2048, scale=[1024, 4096], wide_width=None)
     return full
 
 
@@ -198,6 +202,20 @@ def bench_warm_cluster(size: int, model_dir: Path, work: Path) -> dict:
     return second
 
 
+def bench_wide_model(cfg: dict, work: Path) -> dict:
+    """Train the wide model briefly, then its ceiling and the pipeline scene with it."""
+    width = cfg["wide_width"]
+    out = work / f"train-width{width}"
+    log = work / f"train-width{width}.log"
+    m = run_measured(train_cmd({**cfg, "width": width}, work / "patches", out, "default")
+                     + ["--seed", "0"], env=env(), cwd=REPO, log=log)
+    _check(m, f"jobs.train --base-width {width}", log)
+    ceiling = bench_ceiling(cfg, out)
+    scene = bench_scene(cfg["pipeline"], out, work, name=f"map-width{width}")
+    scene["ratio_to_ceiling"] = scene["tiles_per_s"] / ceiling["tiles_per_s"]
+    return {"width": width, "model": str(out), "ceiling": ceiling, "pipeline": scene}
+
+
 def device_report() -> dict:
     import tensorflow as tf
 
@@ -206,6 +224,12 @@ def device_report() -> dict:
     from bench.device import gpu_figures
 
     return gpu_figures()
+
+
+def save_json(results: dict, out: Path) -> None:
+    """bench/results.json, rewritten as sections finish (a long run that fails keeps them)."""
+    (out / "bench").mkdir(parents=True, exist_ok=True)
+    (out / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,16 +252,21 @@ def main(argv: list[str] | None = None) -> int:
         scenes[size] = bench_scene(size, model_dir, work)
         scenes[size]["ratio_to_ceiling"] = (scenes[size]["tiles_per_s"]
                                             / results["ceiling"]["tiles_per_s"])
+        results["scenes"] = list(scenes.values())
+        save_json(results, args.out)
     results["pipeline"] = scenes[cfg["pipeline"]]
     print(f"scene {cfg['pipeline']}^2 twice on a long-lived cluster ...", flush=True)
     warm = bench_warm_cluster(cfg["pipeline"], model_dir, work)
     warm["ratio_to_ceiling"] = warm["tiles_per_s"] / results["ceiling"]["tiles_per_s"]
     results["warm_cluster"] = warm
     results["scale"] = [scenes[s] for s in cfg["scale"]]
+    save_json(results, args.out)
+    if cfg["wide_width"]:
+        print(f"width-{cfg['wide_width']} model: training, ceiling, pipeline ...", flush=True)
+        results["wide_model"] = bench_wide_model(cfg, work)
     if args.device_report:
         results["device"] = device_report()
-    (args.out / "bench").mkdir(parents=True, exist_ok=True)
-    (args.out / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_json(results, args.out)
     write_markdown(results, args.out / "BENCHMARKS.md")
     print(f"wrote {args.out / 'BENCHMARKS.md'} and {args.out / 'bench' / 'results.json'}")
     return 0

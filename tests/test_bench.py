@@ -34,3 +34,6 @@ def test_bench_run_tiny_writes_results_and_markdown(tmp_path):
     md = (tmp_path / "BENCHMARKS.md").read_text()
     assert "pipeline / ceiling" in md and "384^2" in md and "multiworker" in md
     assert "long-lived cluster" in md and "the network" in md
+    wide = r["wide_model"]
+    assert wide["width"] == 6 and wide["ceiling"]["gflop_per_tile"] > r["ceiling"]["gflop_per_tile"]
+    assert wide["pipeline"]["tiles"] == 9 and "(width 6)" in md
