@@ -233,9 +233,9 @@ def compute_ratio(grid: Grid, halo: int) -> float:
 
 
 def tf_threads(config: ClusterConfig, client: Client) -> int | None:
-    """TensorFlow intra-op threads for the model, which runs one block at a time on a worker
-    that declares the MODEL resource. On the embedded cluster: the machine's cores shared among
-    the worker processes. On other clusters whose workers all declare MODEL (`dask worker
+    """TensorFlow intra-op threads of a worker's one pool, which the worker's model tasks share
+    (as many at once as its MODEL units). On the embedded cluster: the machine's cores shared
+    among the worker processes. On other clusters whose workers all declare MODEL (`dask worker
     --resources MODEL=2`): each worker's thread count. None elsewhere: the worker decides."""
     if config.kind == "local":
         workers, _ = config.local.sized()
