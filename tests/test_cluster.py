@@ -163,3 +163,28 @@ def test_open_client_embedded_local_cluster(tmp_path):
         assert len(info["workers"]) == 1
         assert client.scheduler.address.startswith("tcp://127.0.0.1:")
         assert client.submit(lambda: __import__("tiler.run").__name__).result() == "tiler"
+
+
+class _Scheduler:
+    """A client stand-in: only scheduler_info(), as tf_threads and model_resources read it."""
+
+    def __init__(self, workers: dict) -> None:
+        self.workers = workers
+
+    def scheduler_info(self) -> dict:
+        return {"workers": self.workers}
+
+
+def test_model_threads_on_a_kept_cluster_follow_the_workers(tmp_path):
+    from jobs.infer import model_resources, tf_threads
+
+    cfg = load_cluster_config(_yaml(tmp_path, "address: tcp://127.0.0.1:8786\n"))
+    with_model = _Scheduler({"a": {"nthreads": 4, "resources": {"MODEL": 2}},
+                             "b": {"nthreads": 8, "resources": {"MODEL": 2}}})
+    assert model_resources(with_model) == {"MODEL": 1}
+    assert tf_threads(cfg, with_model) == 4  # the smallest worker's threads: never oversubscribed
+    mixed = _Scheduler({"a": {"nthreads": 4, "resources": {"MODEL": 2}},
+                        "b": {"nthreads": 8, "resources": {}}})
+    assert model_resources(mixed) is None and tf_threads(cfg, mixed) is None
+    local = load_cluster_config(_yaml(tmp_path, "local:\n  n_workers: 1\n"))
+    assert tf_threads(local, mixed) == os.cpu_count()  # one local worker: all the cores
