@@ -21,13 +21,16 @@ def _wait_for(path: Path, timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def running_cluster(work: Path, env: dict, cwd: Path) -> Iterator[Path]:
-    """Start a scheduler and one worker (all cores, MODEL=2 like the embedded cluster); yield
-    the cluster.yaml that points at it; stop both on exit."""
+def running_cluster(work: Path, env: dict, cwd: Path, workers: int = 1,
+                    threads: int | None = None, model_units: int | None = 2) -> Iterator[Path]:
+    """Start a scheduler and `workers` worker processes (each with `threads`, default all the
+    cores, and `model_units` of the MODEL resource like the embedded cluster, None for none);
+    wait for them; yield the cluster.yaml that points at the scheduler; stop all on exit."""
     dask_bin = str(Path(sys.executable).parent / "dask")
     sched_file = work / "scheduler.json"
     sched_file.unlink(missing_ok=True)
-    cores = os.cpu_count() or 1
+    threads = threads or os.cpu_count() or 1
+    resources = ["--resources", f"MODEL={model_units}"] if model_units else []
     logs = [open(work / f"dask-{name}.log", "w") for name in ("scheduler", "worker")]  # noqa: SIM115
     procs = []
     try:
@@ -38,13 +41,13 @@ def running_cluster(work: Path, env: dict, cwd: Path) -> Iterator[Path]:
         _wait_for(sched_file, 60)
         procs.append(subprocess.Popen(
             [dask_bin, "worker", "--scheduler-file", str(sched_file), "--host", "127.0.0.1",
-             "--nworkers", "1", "--nthreads", str(cores), "--resources", "MODEL=2",
+             "--nworkers", str(workers), "--nthreads", str(threads), *resources,
              "--no-dashboard"],
             env=env, cwd=cwd, stdout=logs[1], stderr=subprocess.STDOUT))
         address = json.loads(sched_file.read_text())["address"]
         config = work / "cluster-address.yaml"
         config.write_text(f"address: {address}\n")
-        _wait_for_worker(address)
+        _wait_for_workers(address, workers)
         yield config
     finally:
         for p in reversed(procs):
@@ -58,8 +61,8 @@ def running_cluster(work: Path, env: dict, cwd: Path) -> Iterator[Path]:
             log.close()
 
 
-def _wait_for_worker(address: str) -> None:
+def _wait_for_workers(address: str, n: int) -> None:
     from distributed import Client
 
     with Client(address, timeout="60s") as client:
-        client.wait_for_workers(1, timeout=120)
+        client.wait_for_workers(n, timeout=120)

@@ -4,10 +4,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -102,12 +98,6 @@ dask:
     assert "--nthreads 4" in script and "--nworkers 2" in script
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _scene(path: Path) -> Path:
     data = np.random.default_rng(1).random((14, 300, 1100), dtype="float32")
     with rasterio.open(path, "w", driver="GTiff", height=300, width=1100, count=14,
@@ -118,24 +108,13 @@ def _scene(path: Path) -> Path:
 
 
 def test_tiling_through_a_real_scheduler_and_worker(tmp_path):
-    port = _free_port()
+    from bench.cluster import running_cluster
+
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    dask_bin = str(Path(sys.executable).parent / "dask")
-    procs = [subprocess.Popen([dask_bin, "scheduler", "--host", "127.0.0.1", "--port",
-                               str(port), "--dashboard-address", "127.0.0.1:0"], env=env,
-                              cwd=tmp_path, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)]
-    try:
-        time.sleep(1.0)
-        procs.append(subprocess.Popen([dask_bin, "worker", f"tcp://127.0.0.1:{port}",
-                                       "--host", "127.0.0.1", "--nworkers", "1",
-                                       "--nthreads", "2", "--no-dashboard"], env=env,
-                                      cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL))
-        cfg = _yaml(tmp_path, f"address: tcp://127.0.0.1:{port}\n")
-        deadline = time.time() + 60
+    with running_cluster(tmp_path, env, tmp_path) as cfg:
         with open_client(load_cluster_config(cfg)) as client:
-            client.wait_for_workers(1, timeout=max(1, deadline - time.time()))
+            client.wait_for_workers(1, timeout=60)
+            assert client.scheduler.address.startswith("tcp://127.0.0.1:")
             # The worker is another process: it imports the project from PYTHONPATH.
             assert client.run(lambda: __import__("tiler.blocks") is not None)
         scene = _scene(tmp_path / "scene.tif")
@@ -145,14 +124,6 @@ def test_tiling_through_a_real_scheduler_and_worker(tmp_path):
         assert rc == 0
         attrs = store_attrs(out)
         assert attrs["complete"] is True and attrs["width"] == 1100
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
 
 
 def test_open_client_embedded_local_cluster(tmp_path):

@@ -16,6 +16,7 @@ import rasterio
 import zarr
 from rio_cogeo.cogeo import cog_validate
 
+from jobs.cluster import load_cluster_config
 from jobs.infer import OUTPUTS, main, parse_args, run
 from simulator.scene import write_scene
 from tests.data.model.data import make_bundle
@@ -127,37 +128,15 @@ def test_tiled_inference_agrees_with_one_pass_over_the_scene(baseline, model):
     assert 1.0 < report["compute_ratio"] <= 1.3
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def dask_cluster(tmp_path):
-    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1."""
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    bindir = Path(sys.executable).parent
-    procs = [subprocess.Popen([str(bindir / "dask"), "scheduler", "--host", "127.0.0.1",
-                               "--port", str(port), "--no-dashboard"], env=ENV, cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    time.sleep(2)
-    procs += [subprocess.Popen([str(bindir / "dask"), "worker", address, "--nthreads", "1",
-                                "--host", "127.0.0.1", "--no-dashboard", "--name", f"w{i}"],
-                               env=ENV, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL) for i in range(2)]
-    from distributed import Client
+    """A real `dask scheduler` and two one-thread `dask worker` processes on 127.0.0.1:
+    the cluster.yaml that points at it."""
+    from bench.cluster import running_cluster
 
-    with Client(address, timeout=60) as client:
-        client.wait_for_workers(2, timeout=60)
-    yield address
-    for p in procs[::-1]:
-        p.terminate()
-    for p in procs:
-        p.wait(timeout=30)
+    with running_cluster(tmp_path, ENV, tmp_path, workers=2, threads=1,
+                         model_units=None) as cfg:
+        yield cfg
 
 
 def _flags(store: Path) -> np.ndarray:
@@ -173,13 +152,12 @@ def test_multiprocess_cluster_with_a_worker_killed_mid_job(dask_cluster, scene, 
     block is written. The job finishes and its output equals the undisturbed run's."""
     from distributed import Client
 
-    cfg = tmp_path / "cluster.yaml"
-    cfg.write_text(f"address: {dask_cluster}\n")
     out = tmp_path / "out"
     job = subprocess.Popen([sys.executable, "-m", "jobs.infer", str(scene / "scene.tif"),
-                            "--model", str(model), "--out", str(out), "--cluster", str(cfg),
+                            "--model", str(model), "--out", str(out), "--cluster",
+                            str(dask_cluster),
                             "--min-area", "0"], env=ENV, cwd=REPO)
-    with Client(dask_cluster) as client:
+    with Client(load_cluster_config(dask_cluster).address) as client:
         pids = client.run(os.getpid)  # {worker address: pid of the worker process}
     killed = None
     deadline = time.time() + 300
