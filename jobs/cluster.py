@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from common.errors import LandslideError
+
 KINDS = ("local", "address", "slurm", "pbs")
 MODEL_SLOT = "MODEL"
 """A Dask worker resource: each model task takes one unit. A worker's model tasks share one
@@ -31,7 +33,7 @@ network. Measured on a 2048^2 scene, 2 cores: infer stage 14.5-14.9 s against 15
 one task per worker."""
 
 
-class ClusterConfigError(Exception):
+class ClusterConfigError(LandslideError):
     """A cluster.yaml that cannot be used; the message is one line naming the file and key."""
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from unet.errors import UnetError  # noqa: E402
+from common.errors import LandslideError  # noqa: E402
+from jobs.cli import report_error  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,9 +40,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['iou']:>9.4f}")
         if args.json:
             write_json_atomic(args.json, result)
-    except UnetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except LandslideError as exc:
+        return report_error("jobs.evaluate", exc)
     return 0
 
 

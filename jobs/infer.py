@@ -21,15 +21,15 @@ import numpy as np
 from distributed import Client, as_completed
 from tqdm import tqdm
 
+from common.errors import LandslideError
+from jobs.cli import report_error
 from jobs.cluster import (
     MODEL_SLOT,
     ClusterConfig,
-    ClusterConfigError,
     load_cluster_config,
     open_client,
 )
 from tiler.bands import BANDS, CONVENTION
-from tiler.errors import TilerError
 from tiler.grid import Grid
 from tiler.polygons import Landslides, burn_mask, landslides_from, write_polygons
 from tiler.predictions import complete_grid, prepare_predictions
@@ -40,14 +40,14 @@ from tiler.sources import resolve_input
 from tiler.stats import band_percentiles, harmonization
 from tiler.store import is_store, store_attrs
 from unet.bundle import MODEL_FILE, Bundle, read_bundle
-from unet.errors import BundleError, UnetError
+from unet.errors import BundleError
 from unet.predict import BlockJob, BlockTimes, block_context, predict_block
 
 OUTPUTS = ("probability.tif", "mask.tif", "landslides.gpkg", "preview.png", "report.json")
 HALO = 32
 
 
-class InferError(Exception):
+class InferError(LandslideError):
     """A scene and a model that do not go together."""
 
 
@@ -249,9 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         report = run(args)
-    except (TilerError, UnetError, ClusterConfigError, InferError) as exc:
-        print(f"jobs.infer: error: {exc}", file=sys.stderr)
-        return 2
+    except LandslideError as exc:
+        return report_error("jobs.infer", exc)
     t = report["timings"]
     print(f"{report['landslides']} landslides, {report['landslide_area_m2'] / 1e4:.2f} ha, in "
           f"{t['total_s']:.0f} s ({report['tiles_predicted']} tiles predicted) -> "

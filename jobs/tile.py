@@ -11,8 +11,9 @@ import argparse
 import logging
 import sys
 
-from jobs.cluster import ClusterConfigError, load_cluster_config, open_client
-from tiler.errors import TilerError
+from common.errors import LandslideError
+from jobs.cli import report_error
+from jobs.cluster import load_cluster_config, open_client
 from tiler.run import plan_store, run_plan, tile_input_summary
 from tiler.sources import DEFAULT_QUANTIFICATION, resolve_input
 
@@ -48,9 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             with open_client(config) as client:
                 print(f"dask dashboard: {client.dashboard_link}", flush=True)
                 result = run_plan(plan, client, progress=not args.no_progress)
-    except (TilerError, ClusterConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except LandslideError as exc:
+        return report_error("jobs.tile", exc)
     print(tile_input_summary(result))
     return 0
 

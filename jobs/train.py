@@ -15,7 +15,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from unet.errors import UnetError  # noqa: E402  (no TensorFlow import yet)
+from common.errors import LandslideError  # noqa: E402  (no TensorFlow import yet)
+from jobs.cli import report_error  # noqa: E402
+from unet.errors import UnetError  # noqa: E402
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -123,9 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             worker_dir=args.worker_dir, verbose=not args.quiet,
         )
         result = train(config, strategy)
-    except UnetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except LandslideError as exc:
+        return report_error("jobs.train", exc)
     if not args.quiet:
         m = result.metrics
         print(f"best epoch {result.best_epoch}: F1 {m.get('f1', 0):.4f} precision "

@@ -209,7 +209,7 @@ def test_bad_input_exits_2_with_one_line_and_no_store(tmp_path, capsys, case):
     err = capsys.readouterr().err.strip()
     assert rc == 2
     assert len(err.splitlines()) == 1, err
-    assert err.startswith("error: ") and expected in err
+    assert err.startswith("python -m jobs.tile: error: ") and expected in err
     assert not out.exists()
     assert not list(tmp_path.glob(".out.zarr*"))
 

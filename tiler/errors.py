@@ -1,7 +1,9 @@
 """The tiler's errors: one base class, so the jobs can turn any of them into a one-line message."""
 
+from common.errors import LandslideError
 
-class TilerError(Exception):
+
+class TilerError(LandslideError):
     """Base class: bad input or a store that cannot be used. The message names the file."""
 
 

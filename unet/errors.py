@@ -1,7 +1,9 @@
 """The model side's errors: one base class, turned into a one-line message by the jobs."""
 
+from common.errors import LandslideError
 
-class UnetError(Exception):
+
+class UnetError(LandslideError):
     """Base class. The message names the file or option at fault."""
 
 

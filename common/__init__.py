@@ -1,0 +1,1 @@
+"""What every package of the project shares: the one base exception."""
