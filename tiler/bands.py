@@ -24,3 +24,9 @@ TILE = 128
 """Tile edge in pixels: one Zarr chunk holds all bands of one tile."""
 BLOCK = 1024
 """Shard edge in pixels (8 x 8 tiles): the unit of one Dask task, so no two tasks share a shard."""
+CONVENTIONS: tuple[str, ...] = (CONVENTION, L4S_RELEASE_CONVENTION)
+"""The conventions a store may hold: the tiler converts scenes to CONVENTION, and stores a stack
+declared (``--convention`` or CONVENTION_TAG) to be in the release's units as it is."""
+CONVENTION_TAG = "LANDSLIDE_CONVENTION"
+"""GeoTIFF dataset metadata item (default domain) naming the convention a 14-band stack holds:
+``jobs.synth scene`` writes it, the tiler honours it; ``--convention`` overrides it."""
