@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The CLI's parser (subcommands patches, scene, baseline)."""
     from simulator.patches import DEFAULT_N_TRAIN, DEFAULT_N_VALID
     from simulator.scene import DEFAULT_HEIGHT, DEFAULT_WIDTH
+    from tiler.bands import CONVENTION, CONVENTIONS
 
     p = _Parser(prog="python -m jobs.synth", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -57,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--height", type=_positive, default=DEFAULT_HEIGHT)
     sp.add_argument("--width", type=_positive, default=DEFAULT_WIDTH)
     sp.add_argument("--seed", type=_seed, default=0)
+    sp.add_argument("--convention", choices=CONVENTIONS, default=CONVENTION,
+                    help="units of scene.tif, written in its LANDSLIDE_CONVENTION tag "
+                         "(default %(default)s); l4s-release divides each band by "
+                         "simulator.l4s_release.L4S_RELEASE_SCALE (the simulator's declared "
+                         "scales, not the real release's). truth.tif, bands/, dem.tif and the "
+                         ".SAFE are written unchanged (reflectance DN, metres) either way")
     sp.add_argument("--stack-only", action="store_true",
                     help="write only scene.tif and truth.tif, not bands/, dem.tif and the .SAFE")
     for q in (pp, sp):
@@ -102,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
 
             _out_dir(parser, args.out)
             t = time.perf_counter()
-            info = write_scene(args.out, args.height, args.width, args.seed, args.workers)
-            print(f"wrote {info.scene} and {info.truth} ({info.height} x {info.width}, "
+            info = write_scene(args.out, args.height, args.width, args.seed, args.workers,
+                               convention=args.convention)
+            print(f"wrote {info.scene} ({args.convention}) and {info.truth} "
+                  f"({info.height} x {info.width}, "
                   f"{info.crs}, landslides {100 * info.landslide_fraction:.2f}% of valid pixels, "
                   f"nodata {100 * info.nodata_fraction:.1f}%) in {time.perf_counter() - t:.1f} s")
             if not args.stack_only:

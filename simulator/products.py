@@ -1,7 +1,9 @@
 # ruff: noqa: E501  (the MTD_MSIL2A.xml template keeps the real file's long lines)
-"""Sentinel-2-like products made from a synthetic 14-band scene (project convention: float32,
-NaN nodata, B1..B12 reflectance, slope, DEM): per-band files at native resolution, a coarser
-DEM in EPSG:4326, and a minimal L2A SAFE product with real JPEG 2000 bands and metadata.
+"""Sentinel-2-like products made from a synthetic 14-band scene (float32, NaN nodata, B1..B12,
+slope, DEM, in the convention its ``CONVENTION_TAG`` names, ``s2-reflectance-v1`` when absent):
+per-band files at native resolution, a coarser DEM in EPSG:4326, and a minimal L2A SAFE product
+with real JPEG 2000 bands and metadata. They hold digital numbers and metres from reflectance
+whatever the stack's convention (an ``l4s-release`` stack is converted back, exactly).
 
 They let the tiler's readers be tested end to end on the formats real data come in.
 """
@@ -19,7 +21,9 @@ from rasterio.enums import Resampling
 from rasterio.fill import fillnodata
 from rasterio.warp import reproject, transform_bounds
 
-from tiler.bands import SPECTRAL
+from simulator.errors import SimulatorError
+from simulator.l4s_release import L4S_RELEASE_SCALE
+from tiler.bands import CONVENTION, CONVENTION_TAG, L4S_RELEASE_CONVENTION, SPECTRAL
 
 NATIVE_RES: dict[str, int] = {
     "B1": 60, "B2": 10, "B3": 10, "B4": 10, "B5": 20, "B6": 20, "B7": 20, "B8": 10,
@@ -42,11 +46,22 @@ def _scene_index(band: str) -> int:
     return SPECTRAL.index("B8" if band == "B8A" else band) + 1
 
 
+def _read_band(ds: rasterio.DatasetReader, index: int) -> np.ndarray:
+    """Band ``index`` (1-based) of a 14-band scene in ``s2-reflectance-v1`` units, float32."""
+    convention = ds.tags().get(CONVENTION_TAG, CONVENTION)
+    band = ds.read(index).astype("float32")
+    if convention == CONVENTION:
+        return band
+    if convention == L4S_RELEASE_CONVENTION:
+        return band * np.float32(L4S_RELEASE_SCALE[index - 1])
+    raise SimulatorError(f"{ds.name}: unknown {CONVENTION_TAG} {convention!r}")
+
+
 def _downsampled_dn(ds: rasterio.DatasetReader, band: str, offset: int) -> tuple[
         np.ndarray, Affine]:
     """Band averaged onto its native grid (a factor of the 10 m scene), as uint16 DN."""
     factor = NATIVE_RES[band] // 10
-    src = ds.read(_scene_index(band)).astype("float32")
+    src = _read_band(ds, _scene_index(band))
     if factor == 1:
         dst, transform = src, ds.transform
     else:
@@ -99,7 +114,7 @@ def write_dem(scene_tif: str | Path, out_path: str | Path, *, margin_deg: float 
     covering the scene plus ``margin_deg`` on each side (bilinear)."""
     out_path = Path(out_path)
     with rasterio.open(scene_tif) as ds:
-        dem = ds.read(len(SPECTRAL) + 2).astype("float32")
+        dem = _read_band(ds, len(SPECTRAL) + 2)
         # A real DEM has data beyond the scene: extend the scene's DEM (nodata filled from
         # its neighbours, then edge-replicated) so the margin holds heights, not nodata.
         finite = np.isfinite(dem)

@@ -23,10 +23,11 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from simulator.errors import SimulatorError
+from simulator.l4s_release import to_l4s_release
 from simulator.patches import ZONE
 from simulator.relief import PIXEL, mountainness_at
 from simulator.world import simulate_window
-from tiler.bands import BANDS, BLOCK, CONVENTION
+from tiler.bands import BANDS, BLOCK, CONVENTION, CONVENTION_TAG, CONVENTIONS
 
 DEFAULT_HEIGHT = 1500
 DEFAULT_WIDTH = 1300
@@ -88,16 +89,22 @@ def swath_nodata(seed: int, row0: int, col0: int, height: int, width: int,
     return cols < edge if left else cols > scene_width - edge
 
 
-def _block(job: tuple[int, int, int, int, int, int, int, int, int]) -> tuple[np.ndarray, ...]:
-    seed, wr, wc, r, c, h, w, sh, sw = job
+def _block(job: tuple[int, int, int, int, int, int, int, int, int, str]) -> tuple[
+        np.ndarray, ...]:
+    seed, wr, wc, r, c, h, w, sh, sw, convention = job
     img, mask = simulate_window(seed, wr + r, wc + c, h, w)
     nodata = swath_nodata(seed, r, c, h, w, sh, sw)
     img[:, nodata] = np.nan
     mask[nodata] = TRUTH_NODATA
+    if convention != CONVENTION:
+        img = to_l4s_release(img)
     return img, mask
 
 
-def _check(out_dir: Path, height: int, width: int, seed: int) -> None:
+def _check(out_dir: Path, height: int, width: int, seed: int, convention: str) -> None:
+    if convention not in CONVENTIONS:
+        raise SimulatorError(f"convention must be one of {', '.join(CONVENTIONS)}, got "
+                             f"{convention!r}")
     if not 0 <= seed < 2**32:
         raise SimulatorError(f"seed must be in [0, 2**32), got {seed}")
     for name, v in (("height", height), ("width", width)):
@@ -109,15 +116,19 @@ def _check(out_dir: Path, height: int, width: int, seed: int) -> None:
 
 def write_scene(out_dir: str | os.PathLike, height: int = DEFAULT_HEIGHT,
                 width: int = DEFAULT_WIDTH, seed: int = 0, workers: int | None = None,
-                block: int = BLOCK) -> SceneInfo:
+                block: int = BLOCK, convention: str = CONVENTION) -> SceneInfo:
     """Write ``OUT/scene.tif`` (14-band float32, tiled 256, zstd, NaN nodata, band descriptions
     ``BANDS``) and ``OUT/truth.tif`` (uint8 0/1, 255 = nodata) on one UTM 10 m grid.
+
+    ``convention`` (one of ``CONVENTIONS``) is the units of scene.tif, declared in its
+    ``CONVENTION_TAG`` metadata item: ``s2-reflectance-v1``, or ``l4s-release`` (the same
+    pixels through ``simulator.l4s_release.to_l4s_release``). truth.tif is the same for both.
 
     Memory is bounded by ``workers + 2`` blocks of ``block`` x ``block`` x 14 float32 (about
     60 MB each at 1024) plus each worker's scratch, whatever the scene size.
     """
     out = Path(out_dir)
-    _check(out, height, width, seed)
+    _check(out, height, width, seed, convention)
     if block % TILE_PX:
         raise SimulatorError(f"block must be a multiple of {TILE_PX}, got {block}")
     out.mkdir(parents=True, exist_ok=True)
@@ -129,8 +140,8 @@ def write_scene(out_dir: str | os.PathLike, height: int = DEFAULT_HEIGHT,
               "transform": transform, "tiled": True, "blockxsize": TILE_PX,
               "blockysize": TILE_PX, "num_threads": "ALL_CPUS"}
     scene_tmp, truth_tmp = out / ".scene.tif.partial", out / ".truth.tif.partial"
-    jobs = [(seed, wr, wc, r, c, min(block, height - r), min(block, width - c), height, width)
-            for r in range(0, height, block) for c in range(0, width, block)]
+    jobs = [(seed, wr, wc, r, c, min(block, height - r), min(block, width - c), height, width,
+             convention) for r in range(0, height, block) for c in range(0, width, block)]
     n_valid = n_slide = 0
     try:
         with rasterio.Env(GDAL_CACHEMAX=256), \
@@ -142,9 +153,9 @@ def write_scene(out_dir: str | os.PathLike, height: int = DEFAULT_HEIGHT,
             for i, name in enumerate(BANDS, start=1):
                 dst.set_band_description(i, name)
             tdst.set_band_description(1, "landslide")
-            tags = {"convention": CONVENTION, "seed": str(seed), "world_row0": str(wr),
-                    "world_col0": str(wc), "simulator": "simulator.scene"}
-            dst.update_tags(**tags)
+            tags = {"seed": str(seed), "world_row0": str(wr), "world_col0": str(wc),
+                    "simulator": "simulator.scene"}
+            dst.update_tags(**tags, convention=convention, **{CONVENTION_TAG: convention})
             tdst.update_tags(**tags)
             for job, (img, mask) in zip(jobs, _run(jobs, workers), strict=True):
                 window = Window(job[4], job[3], job[6], job[5])

@@ -13,10 +13,11 @@ import pytest
 import rasterio
 
 from simulator.baseline import evaluate_threshold, fit_threshold
+from simulator.l4s_release import L4S_RELEASE_SCALE, from_l4s_release, to_l4s_release
 from simulator.patches import region_origins, write_patches
 from simulator.scene import TRUTH_NODATA, write_scene
 from simulator.world import simulate_window
-from tiler.bands import BANDS, CONVENTION
+from tiler.bands import BANDS, CONVENTION, CONVENTION_TAG, L4S_RELEASE_CONVENTION
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN, N_VALID = 64, 32
@@ -34,6 +35,13 @@ def patch_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def scene(tmp_path_factory: pytest.TempPathFactory):
     return write_scene(tmp_path_factory.mktemp("scene"), SCENE_H, SCENE_W, seed=0, workers=1,
                        block=256)
+
+
+@pytest.fixture(scope="session")
+def release_scene(tmp_path_factory: pytest.TempPathFactory):
+    """The ``scene`` fixture's scene (same seed, size, blocks) in ``l4s-release`` units."""
+    return write_scene(tmp_path_factory.mktemp("release"), SCENE_H, SCENE_W, seed=0, workers=1,
+                       block=256, convention=L4S_RELEASE_CONVENTION)
 
 
 def _read_split(split_dir: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -164,6 +172,7 @@ def test_scene_georeferencing_and_format(scene) -> None:
         assert src.profile["tiled"]
         assert src.compression.name.lower() in ("zstd", "deflate")
         assert src.tags()["convention"] == CONVENTION
+        assert src.tags()[CONVENTION_TAG] == CONVENTION
         img = src.read()
     nan = np.isnan(img)
     assert (nan.all(axis=0) == nan.any(axis=0)).all()  # nodata in all 14 bands or none
@@ -209,6 +218,77 @@ def test_scene_is_deterministic_and_seeded(scene, tmp_path: Path) -> None:
                                   equal_nan=True)
 
 
+# --- l4s-release units ----------------------------------------------------------------------
+
+def test_release_scale_is_declared_per_band() -> None:
+    assert len(L4S_RELEASE_SCALE) == len(BANDS)
+    assert all(isinstance(v, float) and v > 0 for v in L4S_RELEASE_SCALE)
+    assert L4S_RELEASE_SCALE[BANDS.index("DEM")] > L4S_RELEASE_SCALE[BANDS.index("slope")] > 1
+    assert max(L4S_RELEASE_SCALE[:12]) < 1  # reflectance bands: one unit is under 1
+
+
+def test_release_conversion_is_exact_both_ways_and_keeps_nan() -> None:
+    rng = np.random.default_rng(0)
+    refl = rng.uniform(0, 1, (14, 5, 6)).astype(np.float32)
+    refl[12] *= 60
+    refl[13] *= 3000
+    refl[:, 1, 2] = np.nan
+    rel = to_l4s_release(refl)
+    assert rel.dtype == np.float32 and rel.shape == refl.shape
+    for i, scale in enumerate(L4S_RELEASE_SCALE):
+        np.testing.assert_allclose(rel[i], refl[i] / scale, rtol=1e-6)
+    assert np.isnan(rel[:, 1, 2]).all() and np.isfinite(np.delete(rel.reshape(14, -1), 8, 1)).all()
+    np.testing.assert_array_equal(from_l4s_release(rel), refl)  # bit for bit, NaN included
+    np.testing.assert_array_equal(to_l4s_release(from_l4s_release(rel)), rel)
+    with pytest.raises(ValueError, match="channels-first"):
+        to_l4s_release(refl.transpose(1, 2, 0))
+    with pytest.raises(ValueError, match="channels-first"):
+        from_l4s_release(refl[:13])
+
+
+def test_release_scene_is_the_reflectance_scene_divided_by_the_scale(scene,
+                                                                     release_scene) -> None:
+    with rasterio.open(release_scene.scene) as src:
+        assert src.tags()[CONVENTION_TAG] == L4S_RELEASE_CONVENTION
+        assert src.descriptions == BANDS and src.dtypes == ("float32",) * 14
+        rel = src.read()
+    with rasterio.open(scene.scene) as src:
+        refl = src.read()
+    for i, scale in enumerate(L4S_RELEASE_SCALE):
+        assert (np.isnan(rel[i]) == np.isnan(refl[i])).all(), BANDS[i]
+        np.testing.assert_array_equal(rel[i], refl[i] / np.float32(scale), err_msg=BANDS[i])
+    assert np.isnan(rel).any()
+    means = np.nanmean(rel, axis=(1, 2))
+    assert ((means > 0.4) & (means < 2.5)).all(), means  # like the release: about 1
+    with rasterio.open(scene.truth) as a, rasterio.open(release_scene.truth) as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_products_do_not_depend_on_the_stack_convention(scene, release_scene,
+                                                        tmp_path: Path) -> None:
+    from simulator.products import write_band_files, write_dem
+
+    files = {}
+    for name, info in (("refl", scene), ("rel", release_scene)):
+        files[name] = write_band_files(info.scene, tmp_path / name / "bands")
+        files[name]["dem"] = write_dem(info.scene, tmp_path / name / "dem.tif")
+    assert files["refl"].keys() == files["rel"].keys()
+    for band, path in files["refl"].items():
+        with rasterio.open(path) as a, rasterio.open(files["rel"][band]) as b:
+            assert a.transform == b.transform
+            want = a.read()
+            np.testing.assert_array_equal(want, b.read(), err_msg=band)
+    assert want.max() > 100  # the DEM in metres, not release units
+
+
+def test_library_refuses_an_unknown_convention(tmp_path: Path) -> None:
+    from simulator.errors import SimulatorError
+
+    with pytest.raises(SimulatorError, match="convention"):
+        write_scene(tmp_path / "s", 10, 10, convention="dn")
+    assert not (tmp_path / "s").exists()
+
+
 # --- the CLI -------------------------------------------------------------------------------
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -224,11 +304,46 @@ def test_cli_help() -> None:
         assert "usage" in p.stdout
 
 
+def _rasters(root: Path) -> dict[str, np.ndarray]:
+    """Every raster under ``root`` but scene.tif, by relative path."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path.suffix in (".tif", ".jp2") and path.name != "scene.tif":
+            with rasterio.open(path) as src:
+                out[str(path.relative_to(root))] = src.read()
+    return out
+
+
 def test_cli_scene_small(tmp_path: Path) -> None:
     p = _cli("scene", str(tmp_path / "s"), "--height", "130", "--width", "150", "--seed", "3")
     assert p.returncode == 0, p.stderr
     with rasterio.open(tmp_path / "s" / "scene.tif") as src:
         assert (src.height, src.width) == (130, 150)
+        assert src.tags()[CONVENTION_TAG] == CONVENTION
+        refl = src.read()
+    p = _cli("scene", str(tmp_path / "r"), "--height", "130", "--width", "150", "--seed", "3",
+             "--convention", L4S_RELEASE_CONVENTION)
+    assert p.returncode == 0, p.stderr
+    with rasterio.open(tmp_path / "r" / "scene.tif") as src:
+        assert src.tags()[CONVENTION_TAG] == L4S_RELEASE_CONVENTION
+        np.testing.assert_array_equal(src.read(), to_l4s_release(refl))
+    # truth.tif, bands/, dem.tif and the SAFE are the same for both conventions
+    want, got = _rasters(tmp_path / "s"), _rasters(tmp_path / "r")
+    assert len(want) > 20 and want.keys() == got.keys()
+    for key, arr in want.items():
+        np.testing.assert_array_equal(arr, got[key], err_msg=key)
+    mtd = sorted(p.relative_to(tmp_path / "s") for p in (tmp_path / "s").rglob("MTD_*.xml"))
+    assert len(mtd) == 1
+    assert (tmp_path / "s" / mtd[0]).read_text() == (tmp_path / "r" / mtd[0]).read_text()
+
+
+def test_cli_refuses_an_unknown_convention(tmp_path: Path) -> None:
+    p = _cli("scene", str(tmp_path / "s"), "--height", "20", "--width", "20",
+             "--convention", "dn")
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr and "--convention" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert not (tmp_path / "s").exists()
 
 
 @pytest.mark.parametrize("args", [
