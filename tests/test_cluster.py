@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,8 @@ def _yaml(tmp_path: Path, text: str) -> Path:
 def test_repo_cluster_yaml_is_valid_and_local():
     cfg = load_cluster_config(REPO / "cluster.yaml")
     assert cfg.kind == "local" and cfg.local.host == "127.0.0.1"
+    assert cfg.connect_timeout == 10.0
+    assert "# connect_timeout: 10\n" in (REPO / "cluster.yaml").read_text()  # documented
     n, threads = cfg.local.sized()
     assert n * threads >= (os.cpu_count() or 1)
 
@@ -50,6 +54,12 @@ def test_repo_cluster_yaml_is_valid_and_local():
     ("dask: [1, 2]\n", "'dask' must be a mapping"),
     ("local: [\n", "not valid YAML"),
     ("- 1\n", "top level must be a mapping"),
+    ("connect_timeout: 0\n", "'connect_timeout' must be a number of seconds > 0, got 0"),
+    ("connect_timeout: -3\n", "'connect_timeout' must be a number of seconds > 0"),
+    ("connect_timeout: ten\n", "'connect_timeout' must be a number of seconds > 0, got 'ten'"),
+    ("connect_timeout: true\n", "'connect_timeout' must be a number of seconds > 0"),
+    ("connect_timeout: .inf\n", "'connect_timeout' must be a number of seconds > 0"),
+    ("connect_timeout:\n", "'connect_timeout' must be a number of seconds > 0, got None"),
 ])
 def test_bad_cluster_yaml_is_one_line_naming_file_and_key(tmp_path, text, expected):
     path = _yaml(tmp_path, text)
@@ -62,6 +72,65 @@ def test_bad_cluster_yaml_is_one_line_naming_file_and_key(tmp_path, text, expect
 def test_missing_cluster_yaml(tmp_path):
     with pytest.raises(ClusterConfigError, match="not found"):
         load_cluster_config(tmp_path / "nope.yaml")
+
+
+def test_connect_timeout_is_read(tmp_path):
+    cfg = load_cluster_config(_yaml(tmp_path, "address: tcp://127.0.0.1:8786\n"
+                                              "connect_timeout: 2.5\n"))
+    assert cfg.kind == "address" and cfg.connect_timeout == 2.5
+    assert load_cluster_config(_yaml(tmp_path, "address: tcp://127.0.0.1:8786\n")
+                               ).connect_timeout == 10.0
+
+
+def _free_port() -> int:
+    """A port nobody listens on: bound by the OS for us, then released."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_no_scheduler_at_address_is_one_line_within_the_default_10_s(tmp_path):
+    port = _free_port()
+    path = _yaml(tmp_path, f"address: tcp://127.0.0.1:{port}\n")
+    start = time.monotonic()
+    with pytest.raises(ClusterConfigError) as info:
+        with open_client(load_cluster_config(path)):
+            pass
+    elapsed = time.monotonic() - start
+    assert str(info.value) == (f"{path}: no Dask scheduler answers at tcp://127.0.0.1:{port} "
+                               "within 10 s")
+    assert elapsed < 20  # Dask's own default waited 30 s
+
+
+def test_job_exits_2_when_no_scheduler_answers_within_connect_timeout(tmp_path, capsys):
+    port = _free_port()
+    path = _yaml(tmp_path, f"address: tcp://127.0.0.1:{port}\nconnect_timeout: 2\n")
+    scene = _scene(tmp_path / "scene.tif")
+    start = time.monotonic()
+    rc = tile_job.main([str(scene), "--out", str(tmp_path / "o.zarr"), "--cluster", str(path),
+                        "--no-progress"])
+    elapsed = time.monotonic() - start
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and elapsed < 10
+    assert err == [f"python -m jobs.tile: error: {path}: no Dask scheduler answers at "
+                   f"tcp://127.0.0.1:{port} within 2 s"]
+
+
+@pytest.mark.parametrize("kind,expected", [
+    ("missing", "cluster config file not found"),
+    ("directory", "is a directory, not a cluster.yaml file"),
+    ("binary", "not valid YAML (not UTF-8 text)"),
+])
+def test_job_exits_2_on_unusable_cluster_path(tmp_path, capsys, kind, expected):
+    path = tmp_path / "cluster.yaml"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "binary":
+        path.write_bytes(b"\xff\xfe\x00address")
+    rc = tile_job.main(["whatever.tif", "--out", str(tmp_path / "o.zarr"), "--cluster",
+                        str(path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [f"python -m jobs.tile: error: {path}: {expected}"]
 
 
 def test_job_exits_2_on_bad_cluster_yaml(tmp_path, capsys):
