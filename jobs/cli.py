@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from common.errors import LandslideError
+from tiler.bands import CONVENTIONS
 
 EXIT_INPUT = 2
 
@@ -21,9 +25,71 @@ def report_error(prog: str, exc: BaseException | str) -> int:
     return EXIT_INPUT
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose error is one line (``python -m jobs.NAME: error: ...``, no usage dump),
+    exit status 2, like every other refusal of the jobs."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {one_line(message)}\n")
+
+
 def run_job(prog: str, body: Callable[[], int]) -> int:
     """Run a job's body; a LandslideError becomes one line on stderr and exit status 2."""
     try:
         return body()
     except LandslideError as exc:
         return report_error(prog, exc)
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def finite(text: str) -> float:
+    """argparse type: any finite number."""
+    return _number(text)
+
+
+def positive(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not > 0")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def probability(text: str) -> float:
+    """argparse type: a threshold strictly between 0 and 1 (0 would map every valid pixel as a
+    landslide, 1 none)."""
+    value = _number(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1 (exclusive)")
+    return value
+
+
+def add_scene_options(p: argparse.ArgumentParser) -> None:
+    """The options of every job that reads a scene: the DEM and the radiometric conversion."""
+    p.add_argument("--dem", help="DEM raster (any CRS) for band-folder and SAFE input")
+    p.add_argument("--offset", type=finite, default=None,
+                   help="add to the spectral bands before dividing by --quantification, for "
+                        "band files and stacks of any type (e.g. -1000: L2A baseline >= 04.00)")
+    p.add_argument("--quantification", type=positive, default=None,
+                   help="divide the spectral bands by this (default: 10000 for integer band "
+                        "files, 1 for float files and stacks; a SAFE product gives its own)")
+    p.add_argument("--convention", choices=CONVENTIONS, default=None,
+                   help="what a stacked GeoTIFF holds (default: its LANDSLIDE_CONVENTION tag, "
+                        f"else {CONVENTIONS[0]}); {CONVENTIONS[1]} is stored as it is")

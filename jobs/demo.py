@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from jobs.cli import Parser
 from tiler.compare import confusion_counts
 from unet.metrics import scores
 
@@ -24,7 +25,7 @@ def _job(*args: str) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m jobs.demo", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m jobs.demo", description=__doc__.splitlines()[0])
     p.add_argument("--workdir", default="demo-run", help="where everything is written")
     p.add_argument("--n-train", type=int, default=600)
     p.add_argument("--n-valid", type=int, default=150)

@@ -9,9 +9,7 @@ OUT_DIR and renamed at the end.
 """
 
 import argparse
-import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -19,32 +17,40 @@ from pathlib import Path
 
 import numpy as np
 from distributed import Client, as_completed
+from rasterio.crs import CRS
 from tqdm import tqdm
 
 from common.errors import LandslideError
-from jobs.cli import report_error
-from jobs.cluster import (
-    MODEL_SLOT,
-    ClusterConfig,
-    load_cluster_config,
-    open_client,
+from jobs.cli import Parser, add_scene_options, non_negative, probability, run_job
+from jobs.cluster import MODEL_SLOT, ClusterConfig, load_cluster_config, open_client
+from jobs.lock import exclusive, store_lock
+from jobs.outputs import (
+    OUTPUTS,
+    check_outputs_owned,
+    clear_earlier_outputs,
+    prepare_out,
+    publish,
+    refuse_outputs_over_inputs,
+    work_folder,
 )
-from tiler.bands import BANDS, CONVENTION
+from tiler.bands import BANDS, BLOCK
 from tiler.grid import Grid
+from tiler.gridding import check_metric_store_grid, crs_name
 from tiler.polygons import Landslides, burn_mask, landslides_from, write_polygons
 from tiler.predictions import complete_grid, prepare_predictions
 from tiler.preview import write_preview
 from tiler.rasters import to_cog, write_probability, write_threshold
-from tiler.run import plan_store, run_plan
+from tiler.run import Plan, TileResult, plan_store, run_plan
 from tiler.sources import resolve_input
 from tiler.stats import band_percentiles, harmonization
-from tiler.store import is_store, store_attrs
-from unet.bundle import MODEL_FILE, Bundle, read_bundle
-from unet.errors import BundleError
+from tiler.store import is_store, store_attrs, store_grid
+from unet.bundle import Bundle, check_model_file, read_bundle
 from unet.predict import BlockJob, BlockTimes, block_context, predict_block
 
-OUTPUTS = ("probability.tif", "mask.tif", "landslides.gpkg", "preview.png", "report.json")
+PROG = "jobs.infer"
 HALO = 32
+STORE = "tiles.zarr"
+LOCK = ".lock"
 
 
 class InferError(LandslideError):
@@ -52,31 +58,52 @@ class InferError(LandslideError):
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m jobs.infer", description=__doc__.splitlines()[0])
+    p = Parser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
     p.add_argument("input", help="a scene (stacked GeoTIFF, band folder, .SAFE) or a tile store")
     p.add_argument("--model", required=True, help="model bundle directory (from jobs.train)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--dem", help="DEM for band-folder and SAFE inputs")
     p.add_argument("--cluster", help="cluster.yaml (default: an embedded LocalCluster)")
-    p.add_argument("--threshold", type=float, help="probability threshold (default: the bundle's)")
-    p.add_argument("--min-area", type=float, default=200.0,
+    add_scene_options(p)
+    p.add_argument("--threshold", type=probability,
+                   help="probability threshold, between 0 and 1 (default: the bundle's)")
+    p.add_argument("--min-area", type=non_negative, default=200.0,
                    help="drop landslides and fill holes smaller than this many m2 (default 200)")
     p.add_argument("--tta", action="store_true", help="average the 8 flips/rotations")
     p.add_argument("--harmonize", action="store_true",
                    help="match the scene's band percentiles to the training data's")
-    p.add_argument("--halo", type=int, default=HALO, help=argparse.SUPPRESS)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUT/tiles.zarr when it was made from another input")
+    p.add_argument("--halo", type=halo, default=HALO, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
+def halo(text: str) -> int:
+    """argparse type: a halo of 0 .. 512 px (half a block)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= BLOCK // 2:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and {BLOCK // 2}")
+    return value
+
+
 def check_compatible(where: str | Path, bands: list[str], convention: str, bundle: Bundle,
-                     harmonize: bool) -> None:
+                     harmonize: bool, bundle_dir: str | Path = "MODEL") -> None:
     """Refuse input whose bands or radiometric convention are not the model's."""
     if list(bands) != list(bundle.bands):
         raise InferError(f"{where}: bands {list(bands)} do not match the model's "
                          f"{list(bundle.bands)}")
     if convention != bundle.convention and not harmonize:
-        raise InferError(f"{where}: radiometric convention {convention!r} is not the model's "
-                         f"{bundle.convention!r}; pass --harmonize to match percentiles")
+        raise InferError(
+            f"{where}: holds radiometric convention {convention!r}, the model was trained on "
+            f"{bundle.convention!r}: if the scene already is in {bundle.convention!r}, pass "
+            f"--convention {bundle.convention}; else --harmonize maps the scene's band "
+            f"percentiles onto the training data's (an approximation)")
+    q = bundle.percentiles.get("q") or []
+    if harmonize and not (bundle.percentiles.get("values") and 2 in q and 98 in q):
+        raise InferError(f"{Path(bundle_dir) / 'bundle.json'}: has no training percentiles "
+                         f"(2nd and 98th), so --harmonize cannot be applied")
 
 
 def block_job(store: Path, grid: Grid, bundle: Bundle, args: argparse.Namespace,
@@ -89,7 +116,14 @@ def block_job(store: Path, grid: Grid, bundle: Bundle, args: argparse.Namespace,
         scale, offset = harmonization(scene, train, q.index(2), q.index(98))
         scale, offset = tuple(map(float, scale)), tuple(map(float, offset))
     return BlockJob(store=str(store), model_dir=str(Path(args.model).resolve()), halo=args.halo,
-                    tta=args.tta, intra_op_threads=threads, scale=scale, offset=offset)
+                    tta=args.tta, intra_op_threads=threads, scale=scale, offset=offset,
+                    model_id=bundle.model_id)
+
+
+def prediction_identity(job: BlockJob, convention: str) -> dict:
+    """Everything that changes the probabilities: the key of the predictions kept in a store."""
+    return {"model_id": job.model_id, "tta": job.tta, "halo": job.halo,
+            "convention": convention, "scale": job.scale, "offset": job.offset}
 
 
 def model_resources(client: Client) -> dict[str, int] | None:
@@ -116,8 +150,6 @@ def predict_store(client: Client, job: BlockJob, blocks: list[tuple[int, int]]) 
 
 def stitch(store: Path, grid: Grid, work: Path, threshold: float, min_area: float) -> Landslides:
     """Probabilities out of the store, thresholded, polygonised and burnt back as the mask."""
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
     write_probability(store, grid, work / "probability.raw.tif")
     write_threshold(store, grid, threshold, work / "threshold.raw.tif")
     found = landslides_from(work / "threshold.raw.tif", work / "probability.raw.tif", min_area)
@@ -131,14 +163,6 @@ def write_outputs(store: Path, grid: Grid, work: Path, found: Landslides) -> Non
     to_cog(work / "mask.raw.tif", work / "mask.tif", "NEAREST")
     write_polygons(work / "landslides.gpkg", found, grid.crs_wkt)
     write_preview(store, grid, found.polygons, work / "preview.png")
-
-
-def publish(out: Path, work: Path, report: dict) -> None:
-    """Rename the finished outputs into place; report.json last, as the mark of a finished run."""
-    (work / "report.json").write_text(json.dumps(report, indent=2))
-    for name in OUTPUTS:
-        (work / name).replace(out / name)
-    shutil.rmtree(work)
 
 
 class Stages:
@@ -158,46 +182,69 @@ class Stages:
 
 
 def run(args: argparse.Namespace) -> dict:
+    """The whole job; refuses (LandslideError) everything it can before any cluster starts."""
     stages = Stages()
-    out = Path(args.out)
     bundle = read_bundle(args.model)
-    if not (Path(args.model) / MODEL_FILE).is_file():
-        raise BundleError(f"{Path(args.model) / MODEL_FILE}: missing (not a model bundle)")
+    check_model_file(args.model)
     config = load_cluster_config(args.cluster)
-    plan = None
-    if is_store(args.input):
-        store = Path(args.input).resolve()
-        attrs = store_attrs(store)
-        check_compatible(store, attrs["bands"], attrs["convention"], bundle, args.harmonize)
-    else:  # refuse a bad scene before any cluster starts
-        check_compatible(args.input, list(BANDS), CONVENTION, bundle, args.harmonize)
-        spec = resolve_input(args.input, args.dem)
-        out.mkdir(parents=True, exist_ok=True)
-        plan = plan_store(spec, out / "tiles.zarr")
-        store = plan.store
-    for name in OUTPUTS:  # an earlier run's outputs must not pass for this run's
-        (out / name).unlink(missing_ok=True)
-    stages.done("setup")
-    with open_client(config) as client:
-        print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
-        stages.done("cluster_start")
-        if plan is not None:
-            run_plan(plan, client)
-        stages.done("tile")
-        grid = complete_grid(store)
-        job = block_job(store, grid, bundle, args, tf_threads(config, client))
-        blocks = prepare_predictions(store, grid, bundle.model_id, args.tta)
-        done = predict_store(client, job, blocks)
-        stages.done("infer")
-    stages.done("cluster_close")
-    threshold = bundle.threshold if args.threshold is None else args.threshold
-    work = out / ".partial"
-    found = stitch(store, grid, work, threshold, args.min_area)
-    stages.done("stitch")
-    write_outputs(store, grid, work, found)
-    stages.done("write")
+    out = prepare_out(Path(args.out))
+    refuse_outputs_over_inputs(out, {"INPUT": args.input, "--dem": args.dem,
+                                     "--model": args.model, "--cluster": args.cluster})
+    store = Path(args.input).resolve() if is_store(args.input) else out / STORE
+    with exclusive(out / LOCK, out), exclusive(store_lock(store), store):
+        check_outputs_owned(out)
+        plan, convention = _plan(args, store)
+        check_compatible(args.input, _store_bands(store, plan), convention, bundle,
+                         args.harmonize, args.model)
+        clear_earlier_outputs(out)
+        stages.done("setup")
+        with open_client(config) as client:
+            print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
+            stages.done("cluster_start")
+            tiled = run_plan(plan, client) if plan is not None else None
+            stages.done("tile")
+            grid = complete_grid(store)
+            job = block_job(store, grid, bundle, args, tf_threads(config, client))
+            blocks = prepare_predictions(store, grid, prediction_identity(job, convention))
+            done = predict_store(client, job, blocks)
+            stages.done("infer")
+        stages.done("cluster_close")
+        threshold = bundle.threshold if args.threshold is None else args.threshold
+        work = work_folder(out)
+        found = stitch(store, grid, work, threshold, args.min_area)
+        stages.done("stitch")
+        write_outputs(store, grid, work, found)
+        stages.done("write")
+        report = _report(args, out, store, bundle, grid, job, threshold, blocks, done, found,
+                         stages, tiled)
+        publish(out, work, report)
+    return report
+
+
+def _plan(args: argparse.Namespace, store: Path) -> tuple[Plan | None, str]:
+    """The plan that tiles the scene into ``store`` (None when the input is a store) and the
+    convention the store holds."""
+    if store == Path(args.input).resolve():
+        problem = check_metric_store_grid(store_grid(store), str(store))
+        if problem:
+            raise InferError(problem)
+        return None, str(store_attrs(store)["convention"])
+    spec = resolve_input(args.input, args.dem, offset=args.offset,
+                         quantification=args.quantification, convention=args.convention)
+    return plan_store(spec, store, overwrite=args.overwrite), spec.convention
+
+
+def _store_bands(store: Path, plan: Plan | None) -> list[str]:
+    return list(BANDS) if plan is not None else list(store_attrs(store)["bands"])
+
+
+def _report(args: argparse.Namespace, out: Path, store: Path, bundle: Bundle, grid: Grid,
+            job: BlockJob, threshold: float, blocks: list, done: BlockTimes, found: Landslides,
+            stages: Stages, tiled: TileResult | None) -> dict:
+    attrs = store_attrs(store)
+    source = attrs.get("source") or {}
     pixel_area = abs(grid.transform[0] * grid.transform[4])
-    report = {
+    return {
         "input": str(args.input),
         "store": str(store),
         "model": {"dir": str(args.model), "model_id": bundle.model_id},
@@ -205,9 +252,16 @@ def run(args: argparse.Namespace) -> dict:
         "min_area_m2": args.min_area,
         "tta": args.tta,
         "harmonized": args.harmonize,
-        "grid": {"crs_wkt": grid.crs_wkt, "transform": list(grid.transform),
+        "harmonization": ({"scale": list(job.scale), "offset": list(job.offset)}
+                          if job.scale is not None else None),
+        "convention": attrs["convention"],
+        "conversion": source.get("conversion"),
+        "grid": {"crs": crs_name(CRS.from_wkt(grid.crs_wkt)), "res_m": grid.res[0],
+                 "resampled_from": (source.get("grid") or {}).get("resampled_from"),
+                 "crs_wkt": grid.crs_wkt, "transform": list(grid.transform),
                  "height": grid.height, "width": grid.width},
-        "blocks": {"total": grid.n_block_rows * grid.n_block_cols, "computed": len(blocks)},
+        "blocks": {"total": grid.n_block_rows * grid.n_block_cols, "computed": len(blocks),
+                   "tiled": tiled.blocks_written if tiled is not None else 0},
         "tiles_predicted": done.tiles,
         "infer_worker_s": {k: v for k, v in asdict(done).items() if k != "tiles"},
         "halo_px": args.halo,
@@ -218,8 +272,6 @@ def run(args: argparse.Namespace) -> dict:
         "timings": stages.timings(),
         "outputs": {name: str(out / name) for name in OUTPUTS},
     }
-    publish(out, work, report)
-    return report
 
 
 def compute_ratio(grid: Grid, halo: int) -> float:
@@ -247,10 +299,10 @@ def tf_threads(config: ClusterConfig, client: Client) -> int | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        report = run(args)
-    except LandslideError as exc:
-        return report_error("jobs.infer", exc)
+    return run_job(PROG, lambda: _summary(args, run(args)))
+
+
+def _summary(args: argparse.Namespace, report: dict) -> int:
     t = report["timings"]
     print(f"{report['landslides']} landslides, {report['landslide_area_m2'] / 1e4:.2f} ha, in "
           f"{t['total_s']:.0f} s ({report['tiles_predicted']} tiles predicted) -> "

@@ -8,16 +8,9 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
 
+from jobs.cli import Parser
 from simulator.errors import SimulatorError
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but an error is a single line (no usage dump), still with exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _positive(text: str) -> int:
@@ -46,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     from simulator.scene import DEFAULT_HEIGHT, DEFAULT_WIDTH
     from tiler.bands import CONVENTION, CONVENTIONS
 
-    p = _Parser(prog="python -m jobs.synth", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = Parser(prog="python -m jobs.synth", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     pp = sub.add_parser("patches", help="Landslide4Sense-layout patch set (TrainData, ValidData)")
     pp.add_argument("out", type=Path, help="output folder")
     pp.add_argument("--n-train", type=_positive, default=DEFAULT_N_TRAIN)

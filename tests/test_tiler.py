@@ -37,14 +37,15 @@ def client():
 def coord_scene(path: Path, height: int, width: int, *, x0: float = X0, y0: float = Y0,
                 res: float = 10.0, nodata_cols: int = 0) -> Path:
     """A 14-band stack whose pixels encode their own map coordinates (odc-geo style):
-    band 0 = (x - 500000) / 1000, band 1 = (y - 6000000) / 1000 at the pixel centre."""
+    band 0 = (x - 500000) / 10000, band 1 = (y - 6000000) / 10000 at the pixel centre
+    (a 10 m pixel is 0.001: a misplaced pixel shows; magnitudes stay reflectance-like)."""
     transform = from_origin(x0, y0, res, res)
     cols, rows = np.meshgrid(np.arange(width), np.arange(height))
     xs = x0 + (cols + 0.5) * res
     ys = y0 - (rows + 0.5) * res
     data = np.empty((14, height, width), dtype="float32")
-    data[0] = (xs - 500_000) / 1000
-    data[1] = (ys - 6_000_000) / 1000
+    data[0] = (xs - 500_000) / 10_000
+    data[1] = (ys - 6_000_000) / 10_000
     for b in range(2, 12):
         data[b] = 0.01 * b + 0.001 * ((rows + 3 * cols + b) % 50)
     data[12] = (rows % 30).astype("float32")
@@ -92,8 +93,8 @@ def test_georeference_round_trip_odd_size_and_padding(tmp_path, client):
         if y >= h or x >= w or x < 7:
             continue
         mx, my = transform @ (x + 0.5, y + 0.5)
-        assert image[0, y, x] == pytest.approx((mx - 500_000) / 1000, abs=1e-4)
-        assert image[1, y, x] == pytest.approx((my - 6_000_000) / 1000, abs=1e-4)
+        assert image[0, y, x] == pytest.approx((mx - 500_000) / 10_000, abs=1e-5)
+        assert image[1, y, x] == pytest.approx((my - 6_000_000) / 10_000, abs=1e-5)
         assert float(ds.x[x]) == pytest.approx(mx) and float(ds.y[y]) == pytest.approx(my)
     with rasterio.open(scene) as src:
         np.testing.assert_array_equal(image[:, :h, :w], np.nan_to_num(src.read()))
@@ -192,7 +193,7 @@ def _cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "not a raster": ([str(text)], "notes.tif"),
         "wrong band count": ([str(three)], "3 bands"),
         "all nodata": ([str(empty)], "empty"),
-        "no overlap": ([str(shifted), "--dem", str(small_dem)], "B5 does not overlap"),
+        "no overlap": ([str(shifted), "--dem", str(small_dem)], "band B5 covers"),
         "dem not covering": ([str(good), "--dem", str(small_dem)], "does not cover"),
         "missing dem": ([str(good)], "--dem"),
         "missing input": ([str(tmp_path / "nope.tif")], "does not exist"),

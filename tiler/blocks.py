@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 import rasterio
+from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from tiler.bands import BANDS
+from tiler.errors import InputError
 from tiler.grid import Grid
 from tiler.sources import BandSource, SceneSpec
 from tiler.terrain import horn_slope
@@ -38,7 +41,27 @@ def _on_grid(ds: rasterio.DatasetReader, grid: Grid) -> bool:
 
 
 def read_band(src: BandSource, grid: Grid, window: Window) -> np.ndarray:
-    """``window`` (on the padded grid) of one band, converted, float32, NaN = nodata."""
+    """``window`` (on the padded grid) of one band, converted, float32, NaN = nodata.
+
+    A file that fails to decode (truncated GeoTIFF or JP2, a disk error) raises InputError
+    naming the file, so the job's user reads one line, not a worker's traceback."""
+    try:
+        raw = _read_raw(src, grid, window)
+    except (RasterioError, CPLE_BaseError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"{src.path}: cannot read band {src.index} at rows "
+                         f"{window.row_off}..{window.row_off + window.height}, cols "
+                         f"{window.col_off}..{window.col_off + window.width} of the scene grid "
+                         f"(truncated or corrupt file? {first})") from None
+    raw = raw.astype("float32", copy=False)
+    if src.nodata is not None:
+        raw[raw == src.nodata] = np.nan
+    if src.offset or src.quantification != 1.0:
+        raw = (raw + np.float32(src.offset)) / np.float32(src.quantification)
+    return raw
+
+
+def _read_raw(src: BandSource, grid: Grid, window: Window) -> np.ndarray:
     with rasterio.open(src.path) as ds:
         if _on_grid(ds, grid):
             fill = src.nodata if src.nodata is not None else np.nan
@@ -59,11 +82,6 @@ def read_band(src: BandSource, grid: Grid, window: Window) -> np.ndarray:
                 tolerance=WARP_TOLERANCE_PX,
             ) as vrt:
                 raw = vrt.read(src.index, window=window)
-    raw = raw.astype("float32", copy=False)
-    if src.nodata is not None:
-        raw[raw == src.nodata] = np.nan
-    if src.offset or src.quantification != 1.0:
-        raw = (raw + np.float32(src.offset)) / np.float32(src.quantification)
     return raw
 
 

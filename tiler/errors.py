@@ -13,3 +13,7 @@ class InputError(TilerError):
 
 class StoreError(TilerError):
     """A tile store that is missing, incomplete or not what it claims to be."""
+
+
+class OutputError(TilerError):
+    """An output (store, raster, polygons, preview) that cannot be written where asked."""

@@ -2,9 +2,10 @@
 
 Inference writes `probability` one 1024 x 1024 block (a whole shard) at a time and then sets that
 block's flag in `predicted`; resuming rests on those flags alone, never on which chunks exist.
-Arrays made by another model (or with other TTA settings) are reset rather than mixed.
+Arrays made another way (another model, TTA, halo, harmonisation, ...) are reset, not mixed.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from tiler.store import open_group, store_attrs, store_grid
 
 PROBABILITY = "probability"
 PREDICTED = "predicted"
+IDENTITY = "identity"
+"""The attribute of `probability` that holds the whole identity of its predictions."""
 
 
 def complete_grid(path: str | Path) -> Grid:
@@ -25,17 +28,18 @@ def complete_grid(path: str | Path) -> Grid:
     return store_grid(path)
 
 
-def prepare_predictions(
-    store: str | Path, grid: Grid, model_id: str, tta: bool
-) -> list[tuple[int, int]]:
-    """Create (or keep, when they belong to this model) the prediction arrays.
+def prepare_predictions(store: str | Path, grid: Grid, identity: dict) -> list[tuple[int, int]]:
+    """Create (or keep, when they were made the same way) the prediction arrays.
 
-    Returns the blocks still to predict, in row-major order.
+    ``identity`` is everything that changes the probabilities (model id, TTA, halo, the store's
+    convention, harmonisation scale and offset, ...), JSON-serialisable: blocks predicted under
+    another identity are never mixed with this run's. Returns the blocks still to predict, in
+    row-major order.
     """
     group = open_group(store, mode="r+")
-    identity = {"model_id": model_id, "tta": bool(tta)}
+    identity = json.loads(json.dumps(identity))  # the form the attributes read back in
     existing = PROBABILITY in group and PREDICTED in group
-    if existing and {k: group[PROBABILITY].attrs.get(k) for k in identity} == identity:
+    if existing and dict(group[PROBABILITY].attrs).get(IDENTITY) == identity:
         flags = group[PREDICTED][:]
     else:
         for name in (PROBABILITY, PREDICTED):
@@ -58,7 +62,7 @@ def _create(group: zarr.Group, grid: Grid, identity: dict) -> None:
         compressors=zarr.codecs.ZstdCodec(level=3),
         dimension_names=("y", "x"),
     )
-    prob.attrs.update(identity)
+    prob.attrs.update({**identity, IDENTITY: identity})
     group.create_array(
         PREDICTED,
         shape=(grid.n_block_rows, grid.n_block_cols),

@@ -7,6 +7,7 @@ import numpy as np
 from affine import Affine
 from shapely.geometry import Polygon
 
+from tiler.errors import OutputError
 from tiler.grid import Grid
 from tiler.rasters import row_strips
 from tiler.store import open_group
@@ -57,4 +58,4 @@ def write_preview(
             pts = np.stack([cols / step, rows / step], axis=-1).round().astype(np.int32)
             cv2.polylines(img, [pts], isClosed=True, color=OUTLINE_BGR, thickness=1)
     if not cv2.imwrite(str(path), img):
-        raise OSError(f"{path}: could not write the preview PNG")
+        raise OutputError(f"{path}: could not write the preview PNG")

@@ -11,10 +11,9 @@ from pathlib import Path
 
 from distributed import Client, as_completed
 
-from tiler.bands import CONVENTION
 from tiler.blocks import read_block
 from tiler.errors import InputError, StoreError
-from tiler.sources import DEFAULT_QUANTIFICATION, SceneSpec, resolve_input
+from tiler.sources import SceneSpec, resolve_input
 from tiler.store import (
     create_store,
     is_store,
@@ -48,7 +47,7 @@ def _check_same_input(store: Path, spec: SceneSpec, source: dict) -> None:
     attrs = store_attrs(store)
     old = attrs.get("source") or {}
     grid = spec.grid
-    same = (attrs.get("convention") == CONVENTION
+    same = (attrs.get("convention") == spec.convention
             and old.get("fingerprint") == source["fingerprint"]
             and attrs.get("height") == grid.height and attrs.get("width") == grid.width
             and attrs.get("tile_size") == grid.tile and attrs.get("block_size") == grid.block)
@@ -84,7 +83,7 @@ def plan_store(spec: SceneSpec, store: str | Path, *, overwrite: bool = False) -
         if store_attrs(store).get("complete"):
             return Plan(spec, store, (), False, True)
     else:
-        create_store(store, spec.grid, source)
+        create_store(store, spec.grid, source, spec.convention)
         created = True
     tiled = read_tiled(store)
     todo = tuple((r, c) for r, c in spec.grid.blocks() if not tiled[r, c])
@@ -125,9 +124,9 @@ def run_plan(plan: Plan, client: Client | None, *, progress: bool = True) -> Til
 
 
 def tile_scene(input_path: str | Path, store: str | Path, *, client: Client,
-               dem: str | Path | None = None, offset: float = 0.0,
-               quantification: float = DEFAULT_QUANTIFICATION, overwrite: bool = False,
-               progress: bool = True) -> TileResult:
+               dem: str | Path | None = None, offset: float | None = None,
+               quantification: float | None = None, convention: str | None = None,
+               overwrite: bool = False, progress: bool = True) -> TileResult:
     """Tile ``input_path`` (stacked GeoTIFF, band folder or SAFE product; ``dem`` for the
     latter two) into the Zarr store ``store`` on ``client``'s cluster: the one call for jobs.
 
@@ -135,7 +134,8 @@ def tile_scene(input_path: str | Path, store: str | Path, *, client: Client,
     blocks whose ``tiled`` flag is 0 are written); a store from another input raises
     StoreError unless ``overwrite``. Bad input raises InputError before any store exists.
     """
-    spec = resolve_input(input_path, dem, offset=offset, quantification=quantification)
+    spec = resolve_input(input_path, dem, offset=offset, quantification=quantification,
+                         convention=convention)
     plan = plan_store(spec, store, overwrite=overwrite)
     return run_plan(plan, client, progress=progress)
 

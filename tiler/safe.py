@@ -51,6 +51,11 @@ class SafeProduct:
     files: dict[str, Path]  # band name -> JP2 at the band's native (or finest listed) res
 
 
+def looks_like_safe(folder: Path) -> bool:
+    """A ``.SAFE`` folder name or a ``GRANULE/`` inside: a product, even without its metadata."""
+    return folder.suffix.upper() == ".SAFE" or (folder / "GRANULE").is_dir()
+
+
 def find_metadata(folder: Path) -> Path | None:
     for name in ("MTD_MSIL2A.xml", "MTD_MSIL1C.xml"):
         if (folder / name).is_file():
@@ -64,6 +69,16 @@ def _local(tag: str) -> str:
 
 def _iter_local(root: ET.Element, name: str):
     return (el for el in root.iter() if _local(el.tag) == name)
+
+
+def _number(text: str | None, mtd: Path, name: str) -> float:
+    try:
+        value = float((text or "").strip())
+    except ValueError:
+        raise InputError(f"{mtd}: {name} is not a number ({text!r})") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise InputError(f"{mtd}: {name} is not a finite number ({text!r})")
+    return value
 
 
 def read_safe(folder: str | Path) -> SafeProduct:
@@ -83,17 +98,17 @@ def read_safe(folder: str | Path) -> SafeProduct:
     qel = next(_iter_local(root, qname), None)
     if qel is None or not (qel.text or "").strip():
         raise InputError(f"{mtd}: no {qname}")
-    quantification = float(qel.text)
-    if quantification <= 0:
-        raise InputError(f"{mtd}: {qname} must be positive, got {qel.text}")
+    quantification = _number(qel.text, mtd, qname)
+    if not quantification > 0:
+        raise InputError(f"{mtd}: {qname} must be positive, got {qel.text.strip()!r}")
 
     oname = "BOA_ADD_OFFSET" if level == "L2A" else "RADIO_ADD_OFFSET"
     offsets = {b: 0.0 for b in S2_BAND_IDS}
     for el in _iter_local(root, oname):
-        idx = int(el.get("band_id", "-1"))
-        if not 0 <= idx < len(S2_BAND_IDS):
-            raise InputError(f"{mtd}: {oname} with unknown band_id {el.get('band_id')!r}")
-        offsets[S2_BAND_IDS[idx]] = float(el.text)
+        idx = el.get("band_id", "")
+        if not idx.isdigit() or not 0 <= int(idx) < len(S2_BAND_IDS):
+            raise InputError(f"{mtd}: {oname} with unknown band_id {idx!r}")
+        offsets[S2_BAND_IDS[int(idx)]] = _number(el.text, mtd, f"{oname} band_id {idx}")
 
     fmt = next((el.get("imageFormat") for el in _iter_local(root, "Granule")), None)
     exts = (".tif", ".jp2") if fmt == "GeoTIFF" else (".jp2", ".tif")

@@ -13,20 +13,32 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from affine import Affine
+from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
-from rasterio.errors import RasterioIOError
-from rasterio.warp import transform_bounds
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
 
-from tiler.bands import BANDS, SPECTRAL, TILE
+from tiler.bands import (
+    BANDS,
+    CONVENTION,
+    CONVENTION_TAG,
+    CONVENTIONS,
+    SPECTRAL,
+    TILE,
+)
 from tiler.errors import InputError
 from tiler.grid import Grid
-from tiler.safe import band_of_name, find_metadata, read_safe
+from tiler.gridding import TARGET_RES, on_10m_grid
+from tiler.radiometry import check_radiometry
+from tiler.safe import band_of_name, find_metadata, looks_like_safe, read_safe
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +49,23 @@ is close to 0; the model cannot learn anything from a constant, and the tiler lo
 and records ``b10_filled`` in the store's ``source`` attribute whenever it applies this rule."""
 
 DEFAULT_QUANTIFICATION = 10000.0
+"""Sentinel-2 digital numbers per unit of reflectance: the default for integer band files."""
+FOOTPRINT_TOLERANCE_M = 60.0
+"""Bands of one product cover one footprint: edges may differ by at most one 60 m pixel."""
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """The user's radiometric options: None = the default for the file (integer band files are
+    digital numbers: / 10000; float files and stacks are already in their convention)."""
+
+    offset: float | None = None
+    quantification: float | None = None
+    convention: str | None = None
+
+    @property
+    def given(self) -> bool:
+        return self.offset is not None or self.quantification is not None
 
 
 @dataclass(frozen=True)
@@ -63,6 +92,7 @@ class SceneSpec:
     dem: BandSource
     slope: BandSource | None
     details: dict = field(default_factory=dict)
+    convention: str = CONVENTION
 
     def source_record(self) -> dict:
         """What the store records as its ``source``; ``fingerprint`` decides resume vs refuse."""
@@ -78,7 +108,8 @@ def _fingerprint(spec: SceneSpec) -> str:
         st = os.stat(f)
         stats.append((f, st.st_size, st.st_mtime_ns))
     conv = [asdict(b) if isinstance(b, BandSource) else b for b in spec.bands]
-    payload = json.dumps([spec.kind, stats, conv, asdict(spec.dem), asdict(spec.grid)],
+    payload = json.dumps([spec.kind, stats, conv, asdict(spec.dem), asdict(spec.grid),
+                          spec.convention],
                          sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -100,10 +131,6 @@ def _grid_of(ds: rasterio.DatasetReader, path: str | Path) -> Grid:
     return Grid(ds.crs.to_wkt(), tuple(t)[:6], ds.height, ds.width)
 
 
-def _overlaps(a: tuple, b: tuple) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
 def _bounds_in(ds: rasterio.DatasetReader, crs_wkt: str) -> tuple:
     dst = CRS.from_wkt(crs_wkt)
     if ds.crs == dst:
@@ -118,9 +145,17 @@ def _all_nodata(raw: np.ndarray, nodata: float | None) -> bool:
     return bool(bad.all())
 
 
-def _check_not_empty(path: str | Path, src: BandSource, grid: Grid) -> None:
+def _check_not_empty(path: str | Path, src: BandSource) -> None:
     """Refuse an all-nodata scene. A few small windows usually find data at once; only when
     they do not, one decimated read of the band (overviews for JP2/COG) decides."""
+    try:
+        _find_data(path, src)
+    except (RasterioError, CPLE_BaseError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"{path}: cannot read (truncated or corrupt file? {first})") from None
+
+
+def _find_data(path: str | Path, src: BandSource) -> None:
     with _open(path) as ds:
         step_y, step_x = max(ds.height // 8, 1), max(ds.width // 8, 1)
         for y in range(step_y // 2, ds.height, step_y):
@@ -135,23 +170,60 @@ def _check_not_empty(path: str | Path, src: BandSource, grid: Grid) -> None:
         raise InputError(f"{path}: the scene is empty (every pixel is nodata)")
 
 
-def _stack_spec(path: Path, dem: Path | None) -> SceneSpec:
+def _finite_nodata(ds: rasterio.DatasetReader) -> float | None:
+    return ds.nodata if ds.nodata is not None and np.isfinite(ds.nodata) else None
+
+
+def _stack_convention(path: Path, tag: str | None, conv: Conversion) -> str:
+    convention = conv.convention or tag or CONVENTION
+    if convention not in CONVENTIONS:
+        origin = "--convention" if conv.convention else f"its {CONVENTION_TAG} tag"
+        raise InputError(f"{path}: unknown convention {convention!r} ({origin}); known: "
+                         f"{', '.join(CONVENTIONS)}")
+    if conv.convention and tag and tag != conv.convention:
+        log.warning("%s: tagged %s=%s; --convention %s overrides it", path, CONVENTION_TAG, tag,
+                    conv.convention)
+    if convention != CONVENTION and conv.given:
+        raise InputError(f"{path}: --offset/--quantification convert digital numbers to "
+                         f"{CONVENTION}; a stack in {convention} is stored as it is")
+    return convention
+
+
+def _stack_spec(path: Path, dem: Path | None, conv: Conversion) -> SceneSpec:
     with _open(path) as ds:
         if ds.count != len(BANDS):
             raise InputError(
                 f"{path}: {ds.count} bands, expected {len(BANDS)} ({', '.join(BANDS)})")
-        grid = _grid_of(ds, path)
-        nodata = ds.nodata if ds.nodata is not None and np.isfinite(ds.nodata) else None
+        native = _grid_of(ds, path)
+        nodata = _finite_nodata(ds)
+        tag = ds.tags().get(CONVENTION_TAG)
+    convention = _stack_convention(path, tag, conv)
     if dem is not None:
         log.warning("%s is a stacked scene with its own DEM band: --dem %s is ignored", path, dem)
-    srcs = [BandSource(str(path), i + 1, nodata=nodata) for i in range(len(BANDS))]
-    _check_not_empty(path, srcs[1], grid)
-    return SceneSpec("stack", str(path), grid, tuple(srcs[:12]), srcs[13], srcs[12],
-                     {"dem": None})
+    offset = conv.offset if conv.offset is not None else 0.0
+    q = conv.quantification if conv.quantification is not None else 1.0
+    srcs = [BandSource(str(path), i + 1, offset, q, nodata) if i < len(SPECTRAL)
+            else BandSource(str(path), i + 1, nodata=nodata) for i in range(len(BANDS))]
+    _check_not_empty(path, srcs[1])
+    grid, grid_record = on_10m_grid(native)
+    medians = check_radiometry(convention, dict(zip(SPECTRAL, srcs[:12], strict=True)),
+                               srcs[12], "stack")
+    details = {"dem": None, "grid": grid_record, "conversion": _conversion_record(srcs[:12]),
+               "sampled_medians": medians}
+    return SceneSpec("stack", str(path), grid, tuple(srcs[:12]), srcs[13], srcs[12], details,
+                     convention)
 
 
-def _band_sources(files: dict[str, Path], where: Path, offsets: dict[str, float],
-                  quantification: float) -> tuple[tuple[BandSource | float, ...], list[str]]:
+def _conversion_record(bands: tuple | list) -> dict:
+    return {b: {"offset": s.offset, "quantification": s.quantification}
+            for b, s in zip(SPECTRAL, bands, strict=True) if isinstance(s, BandSource)}
+
+
+def _band_sources(files: dict[str, Path], where: Path, offsets: dict[str, float] | None,
+                  quantification: float | None) -> tuple[tuple[BandSource | float, ...],
+                                                         list[str]]:
+    """The 12 spectral bands' sources. ``offsets`` / ``quantification`` None: the default for
+    the file's type (integer: digital numbers, offset 0, / 10000; float: as it is)."""
     missing = [b for b in SPECTRAL if b not in files and b != "B10"]
     if missing:
         raise InputError(f"{where}: missing band file(s) for {', '.join(missing)}")
@@ -167,25 +239,37 @@ def _band_sources(files: dict[str, Path], where: Path, offsets: dict[str, float]
             if ds.crs is None:
                 raise InputError(f"{f}: band {band} has no CRS")
             integer = np.issubdtype(np.dtype(ds.dtypes[0]), np.integer)
-            nodata = ds.nodata
-        if integer:
             # Digital numbers: 0 = nodata for Sentinel-2 bands.
-            src = BandSource(str(f), 1, offsets.get(band, 0.0), quantification, 0.0)
-        else:
-            src = BandSource(str(f), 1, 0.0, 1.0,
-                             nodata if nodata is not None and np.isfinite(nodata) else None)
-        out.append(src)
+            nodata = 0.0 if integer else _finite_nodata(ds)
+        q = quantification if quantification is not None else (
+            DEFAULT_QUANTIFICATION if integer else 1.0)
+        offset = offsets.get(band, 0.0) if offsets is not None else 0.0
+        out.append(BandSource(str(f), 1, offset, q, nodata))
     filled = [b for b, s in zip(SPECTRAL, out, strict=True) if not isinstance(s, BandSource)]
     return tuple(out), filled
 
 
-def _check_overlap(bands: tuple, grid: Grid) -> None:
+def _check_footprints(bands: tuple, files_grid: Grid, grid: Grid) -> None:
+    """Every band file covers B2's footprint, to one 60 m pixel (compared in the grid's
+    metres): a cropped or shifted band would silently shrink the valid area."""
+    ref = _fmt_bounds_in(files_grid, grid)
     for band, src in zip(SPECTRAL, bands, strict=True):
-        if isinstance(src, BandSource):
-            with _open(src.path) as ds:
-                if not _overlaps(_bounds_in(ds, grid.crs_wkt), grid.bounds()):
-                    raise InputError(f"{src.path}: band {band} does not overlap the scene "
-                                     f"grid of B2")
+        if not isinstance(src, BandSource) or band == "B2":
+            continue
+        with _open(src.path) as ds:
+            b = _bounds_in(ds, grid.crs_wkt)
+        off = max(abs(x - y) for x, y in zip(b, ref, strict=True))
+        if off > FOOTPRINT_TOLERANCE_M:
+            raise InputError(f"{src.path}: band {band} covers {_fmt(b)}, not B2's footprint "
+                             f"{_fmt(ref)} (edges {off:.0f} m apart; bands of one product must "
+                             f"cover the same footprint to {FOOTPRINT_TOLERANCE_M:g} m)")
+
+
+def _fmt_bounds_in(native: Grid, grid: Grid) -> tuple:
+    if CRS.from_wkt(native.crs_wkt) == CRS.from_wkt(grid.crs_wkt):
+        return native.bounds()
+    return transform_bounds(CRS.from_wkt(native.crs_wkt), CRS.from_wkt(grid.crs_wkt),
+                            *native.bounds(), densify_pts=21)
 
 
 def _dem_source(dem: Path | None, grid: Grid, where: Path) -> BandSource:
@@ -194,7 +278,7 @@ def _dem_source(dem: Path | None, grid: Grid, where: Path) -> BandSource:
     with _open(dem) as ds:
         if ds.crs is None:
             raise InputError(f"{dem}: DEM has no CRS")
-        nodata = ds.nodata if ds.nodata is not None and np.isfinite(ds.nodata) else None
+        nodata = _finite_nodata(ds)
         b = _bounds_in(ds, grid.crs_wkt)
     s = grid.bounds()
     tol = 0.5 * max(grid.res)
@@ -202,14 +286,32 @@ def _dem_source(dem: Path | None, grid: Grid, where: Path) -> BandSource:
             and b[3] >= s[3] - tol):
         raise InputError(f"{dem}: the DEM does not cover the scene (DEM bounds {_fmt(b)} vs "
                          f"scene {_fmt(s)} in the scene CRS)")
-    return BandSource(str(dem), 1, 0.0, 1.0, nodata)
+    src = BandSource(str(dem), 1, 0.0, 1.0, nodata)
+    _check_dem_has_data(src, grid)
+    return src
+
+
+def _check_dem_has_data(src: BandSource, grid: Grid, size: int = 256) -> None:
+    """Refuse a DEM that is nodata over the whole scene (it would make every pixel invalid and
+    the scene look empty). A coarse warp of the DEM onto the scene's footprint decides."""
+    h, w = min(grid.height, size), min(grid.width, size)
+    a, _, c, _, e, f = grid.transform
+    coarse = Affine(a * grid.width / w, 0.0, c, 0.0, e * grid.height / h, f)
+    out = np.full((h, w), np.nan, dtype="float32")
+    with _open(src.path) as ds:
+        reproject(rasterio.band(ds, 1), out, src_nodata=src.nodata, dst_nodata=np.nan,
+                  dst_transform=coarse, dst_crs=CRS.from_wkt(grid.crs_wkt),
+                  resampling=Resampling.nearest)
+    if not np.isfinite(out).any():
+        raise InputError(f"{src.path}: the DEM has no data over the scene (every pixel there "
+                         f"is nodata)")
 
 
 def _fmt(b: tuple) -> str:
     return "(" + ", ".join(f"{v:.1f}" for v in b) + ")"
 
 
-def _scene_grid(files: dict[str, Path], where: Path) -> Grid:
+def _native_grid(files: dict[str, Path], where: Path) -> Grid:
     b2 = files.get("B2")
     if b2 is None or not b2.exists():
         raise InputError(f"{where}: missing band file for B2 (it defines the scene grid)")
@@ -217,8 +319,14 @@ def _scene_grid(files: dict[str, Path], where: Path) -> Grid:
         return _grid_of(ds, b2)
 
 
-def _bands_folder_spec(folder: Path, dem: Path | None, offset: float,
-                       quantification: float) -> SceneSpec:
+def _refuse_other_convention(where: Path, conv: Conversion, kind: str) -> None:
+    if conv.convention not in (None, CONVENTION):
+        raise InputError(f"{where}: --convention {conv.convention} applies to stacked GeoTIFFs; "
+                         f"{kind} are converted to {CONVENTION}")
+
+
+def _bands_folder_spec(folder: Path, dem: Path | None, conv: Conversion) -> SceneSpec:
+    _refuse_other_convention(folder, conv, "band files")
     files: dict[str, Path] = {}
     for f in sorted(folder.iterdir()):
         if f.suffix.lower() not in (".tif", ".tiff", ".jp2"):
@@ -231,22 +339,33 @@ def _bands_folder_spec(folder: Path, dem: Path | None, offset: float,
         files[band] = f
     if not files:
         raise InputError(f"{folder}: no band files (B01..B12 in .tif/.jp2 names) found")
-    grid = _scene_grid(files, folder)
-    offsets = {b: offset for b in SPECTRAL}
-    bands, filled = _band_sources(files, folder, offsets, quantification)
-    _check_overlap(bands, grid)
+    native = _native_grid(files, folder)
+    grid, grid_record = on_10m_grid(native)
+    offsets = {b: conv.offset for b in SPECTRAL} if conv.offset is not None else None
+    bands, filled = _band_sources(files, folder, offsets, conv.quantification)
+    _check_footprints(bands, native, grid)
     dem_src = _dem_source(dem, grid, folder)
-    _check_not_empty(bands[1].path, bands[1], grid)
+    _check_not_empty(bands[1].path, bands[1])
+    medians = check_radiometry(CONVENTION, _spectral_sources(bands), None, "bands")
     if filled:
         log.warning("%s: no %s file: filled with the constant reflectance %s "
                     "(tiler.sources.B10_FILL_REFLECTANCE)", folder, "/".join(filled),
                     B10_FILL_REFLECTANCE)
-    details = {"dem": str(dem), "offset": offset, "quantification": quantification,
+    details = {"dem": str(dem), "grid": grid_record, "conversion": _conversion_record(bands),
+               "sampled_medians": medians,
                "b10_filled": B10_FILL_REFLECTANCE if filled else None}
     return SceneSpec("bands", str(folder), grid, bands, dem_src, None, details)
 
 
-def _safe_spec(folder: Path, dem: Path | None) -> SceneSpec:
+def _spectral_sources(bands: tuple) -> dict[str, BandSource]:
+    return {b: s for b, s in zip(SPECTRAL, bands, strict=True) if isinstance(s, BandSource)}
+
+
+def _safe_spec(folder: Path, dem: Path | None, conv: Conversion) -> SceneSpec:
+    _refuse_other_convention(folder, conv, "SAFE products")
+    if conv.given:
+        raise InputError(f"{folder}: a SAFE product's metadata gives its conversion "
+                         f"(quantification and offsets); --offset/--quantification do not apply")
     product = read_safe(folder)
     files = {b: p for b, p in product.files.items() if b != "B8A"}
     missing = [b for b in SPECTRAL if (b not in files and b != "B10")
@@ -255,48 +374,63 @@ def _safe_spec(folder: Path, dem: Path | None) -> SceneSpec:
         first = files.get(missing[0])
         hint = f" ({first})" if first else ""
         raise InputError(f"{folder}: SAFE product is missing band {', '.join(missing)}{hint}")
-    grid = _scene_grid(files, folder)
+    native = _native_grid(files, folder)
+    grid, grid_record = on_10m_grid(native)
     bands, filled = _band_sources(files, folder, product.offsets, product.quantification)
-    _check_overlap(bands, grid)
+    _check_footprints(bands, native, grid)
     dem_src = _dem_source(dem, grid, folder)
-    _check_not_empty(bands[1].path, bands[1], grid)
+    _check_not_empty(bands[1].path, bands[1])
+    medians = check_radiometry(CONVENTION, _spectral_sources(bands), None, "safe")
     if filled:
         log.warning("%s: %s product has no %s: filled with the constant reflectance %s "
                     "(tiler.sources.B10_FILL_REFLECTANCE)", folder.name, product.level,
                     "/".join(filled), B10_FILL_REFLECTANCE)
-    details = {"dem": str(dem), "level": product.level, "baseline": product.baseline,
-               "quantification": product.quantification,
+    details = {"dem": str(dem), "grid": grid_record, "level": product.level,
+               "baseline": product.baseline, "quantification": product.quantification,
                "offsets": {b: product.offsets[b] for b in SPECTRAL},
+               "conversion": _conversion_record(bands), "sampled_medians": medians,
                "b10_filled": B10_FILL_REFLECTANCE if filled else None}
     return SceneSpec("safe", str(folder), grid, bands, dem_src, None, details)
 
 
-def resolve_input(path: str | Path, dem: str | Path | None = None, *, offset: float = 0.0,
-                  quantification: float = DEFAULT_QUANTIFICATION,
-                  tile: int = TILE) -> SceneSpec:
+def _check_conversion(path: Path, conv: Conversion) -> None:
+    q, off = conv.quantification, conv.offset
+    if q is not None and not (np.isfinite(q) and q > 0):
+        raise InputError(f"{path}: --quantification must be a positive number, got {q}")
+    if off is not None and not np.isfinite(off):
+        raise InputError(f"{path}: --offset must be a finite number, got {off}")
+
+
+def resolve_input(path: str | Path, dem: str | Path | None = None, *,
+                  offset: float | None = None, quantification: float | None = None,
+                  convention: str | None = None, tile: int = TILE) -> SceneSpec:
     """Inspect ``path`` (stacked GeoTIFF, band folder, or ``.SAFE`` folder) and ``dem``.
 
-    ``offset``/``quantification`` apply to integer bands of a band folder only (a SAFE product
-    carries its own). Raises InputError (one line, naming the file) on any bad input.
+    ``offset``/``quantification`` (None: the file type's default) convert the spectral bands of
+    a band folder or stack, of any dtype: (value + offset) / quantification; a SAFE product
+    carries its own. ``convention`` (None: the stack's CONVENTION_TAG, else CONVENTION) says
+    what a stack holds. The scene goes on the 10 m grid of ``tiler.gridding``. Raises
+    InputError (one line, naming the file) on any bad input.
     """
     path = Path(path).resolve()
     dem_path = Path(dem).resolve() if dem is not None else None
+    conv = Conversion(offset, quantification, convention)
     if dem_path is not None and not dem_path.exists():
         raise InputError(f"{dem_path}: DEM file does not exist")
     if not path.exists():
         raise InputError(f"{path}: input does not exist")
-    if quantification <= 0:
-        raise InputError(f"{path}: --quantification must be positive, got {quantification}")
+    _check_conversion(path, conv)
     if path.is_dir():
         if find_metadata(path) is not None:
-            spec = _safe_spec(path, dem_path)
+            spec = _safe_spec(path, dem_path, conv)
+        elif looks_like_safe(path):
+            raise InputError(f"{path}: looks like a SAFE product but has no MTD_MSIL2A.xml or "
+                             f"MTD_MSIL1C.xml (the metadata gives the conversion to reflectance)")
         else:
-            spec = _bands_folder_spec(path, dem_path, offset, quantification)
+            spec = _bands_folder_spec(path, dem_path, conv)
     else:
-        spec = _stack_spec(path, dem_path)
+        spec = _stack_spec(path, dem_path, conv)
+    assert abs(spec.grid.res[0] - TARGET_RES) < 1e-6
     if tile != spec.grid.tile:
-        spec = SceneSpec(spec.kind, spec.source,
-                         Grid(spec.grid.crs_wkt, spec.grid.transform, spec.grid.height,
-                              spec.grid.width, tile, spec.grid.block),
-                         spec.bands, spec.dem, spec.slope, spec.details)
+        spec = replace(spec, grid=replace(spec.grid, tile=tile))
     return spec

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tiler.errors import StoreError
 from tiler.grid import Grid
 from tiler.store import open_group
 
@@ -26,7 +27,8 @@ def band_percentiles(
         if ok.any():
             samples.append(image[:, ys, xs][:, ok])
     if not samples:
-        raise ValueError(f"{store}: no valid pixels to compute band statistics from")
+        raise StoreError(f"{store}: no valid pixel in {len(picks)} sampled tiles to compute "
+                         f"band statistics from (for --harmonize)")
     return np.percentile(np.concatenate(samples, axis=1), q, axis=1)
 
 

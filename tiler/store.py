@@ -20,8 +20,8 @@ import xarray as xr
 import zarr
 from zarr.codecs import ZstdCodec
 
-from tiler.bands import BANDS, CONVENTION
-from tiler.errors import StoreError
+from tiler.bands import BANDS, CONVENTION, CONVENTIONS
+from tiler.errors import OutputError, StoreError
 from tiler.grid import Grid
 
 IMAGE, VALID, TILED = "image", "valid", "tiled"
@@ -64,28 +64,35 @@ def _skeleton(grid: Grid, attrs: dict) -> tuple[xr.Dataset, dict]:
     return ds, encoding
 
 
-def root_attrs(grid: Grid, source: dict) -> dict:
+def root_attrs(grid: Grid, source: dict, convention: str = CONVENTION) -> dict:
     return {
         "height": grid.height, "width": grid.width, "tile_size": grid.tile,
-        "block_size": grid.block, "convention": CONVENTION, "source": source,
+        "block_size": grid.block, "convention": convention, "source": source,
         "crs_wkt": grid.crs_wkt, "transform": list(grid.transform), "bands": list(BANDS),
         "complete": False,
     }
 
 
-def create_store(path: str | Path, grid: Grid, source: dict) -> Path:
-    """Create the empty store at ``path`` (which must not exist) and return it.
+def create_store(path: str | Path, grid: Grid, source: dict,
+                 convention: str = CONVENTION) -> Path:
+    """Create the empty store at ``path`` (which must not exist) and return it; ``convention``
+    is what its ``image`` holds (``tiler.bands.CONVENTIONS``).
 
     Built under a temporary sibling name and renamed, so ``path`` never holds half a skeleton.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-    ds, encoding = _skeleton(grid, root_attrs(grid, source))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # zarr: string dtypes have no v3 spec yet
-        ds.to_zarr(tmp, mode="w-", compute=False, zarr_format=3, encoding=encoding,
-                   consolidated=False)
-    tmp.rename(path)
+    ds, encoding = _skeleton(grid, root_attrs(grid, source, convention))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zarr: string dtypes have no v3 spec yet
+            ds.to_zarr(tmp, mode="w-", compute=False, zarr_format=3, encoding=encoding,
+                       consolidated=False)
+        tmp.rename(path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"{path}: cannot write the tile store here ({exc.strerror or exc})"
+                          ) from None
     return path
 
 
@@ -159,9 +166,9 @@ def open_tiles(path: str | Path, *, require_complete: bool = True) -> xr.Dataset
     attrs = store_attrs(path)
     if require_complete and not attrs.get("complete"):
         raise StoreError(f"{path}: tile store is incomplete: run the tiler on it again")
-    if attrs.get("convention") != CONVENTION:
-        raise StoreError(f"{path}: convention {attrs.get('convention')!r}, expected "
-                         f"{CONVENTION!r}")
+    if attrs.get("convention") not in CONVENTIONS:
+        raise StoreError(f"{path}: convention {attrs.get('convention')!r}, expected one of "
+                         f"{', '.join(CONVENTIONS)}")
     return xr.open_zarr(str(path), consolidated=False)
 
 

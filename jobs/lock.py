@@ -1,0 +1,47 @@
+"""One job at a time per output: an advisory lock (flock) on a file beside the output.
+
+Two jobs writing one store or one output folder would overwrite each other's blocks and
+products; the second one refuses in one line instead. The kernel drops the lock when the process
+ends, however it ends, so a killed job never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from common.errors import LandslideError
+
+
+class BusyError(LandslideError):
+    """Another job holds the lock on this output."""
+
+
+@contextlib.contextmanager
+def exclusive(lock_file: Path, what: Path) -> Iterator[None]:
+    """Hold ``lock_file`` (created when missing, never deleted) for the job writing ``what``."""
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise BusyError(f"{what}: cannot create the lock file {lock_file} "
+                        f"({exc.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise BusyError(f"{what}: another job is writing here (pid {holder}, lock "
+                            f"{lock_file}); wait for it or choose another output") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def store_lock(store: Path) -> Path:
+    """The lock file of a tile store: a hidden sibling, so the store itself stays pure Zarr."""
+    return store.parent / f".{store.name}.lock"

@@ -1,0 +1,100 @@
+"""The scene job's output folder: checked before any work, written under temporary names, and
+published by renames with ``report.json`` last.
+
+The job deletes or replaces only what is its own: the files named in ``OUTPUTS`` that an earlier
+run of the job published there (listed in the folder's ``.outputs.json``), its ``.partial`` work
+folder and its tile store. A file of the user's that merely has an output's name (a scene called
+``mask.tif`` in the folder given as ``--out``) is never touched: the job refuses instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from tiler.errors import OutputError
+
+OUTPUTS = ("probability.tif", "mask.tif", "landslides.gpkg", "preview.png", "report.json")
+OWNED = ".outputs.json"
+"""The job's claim on its outputs: written before the first rename into the folder."""
+WORK = ".partial"
+
+
+def prepare_out(out: Path) -> Path:
+    """``out`` made (when missing) and checked writable; resolved."""
+    out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: --out exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot create the output folder ({exc.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise OutputError(f"{out}: the output folder is not writable")
+    return out
+
+
+def refuse_outputs_over_inputs(out: Path, inputs: dict[str, str | Path | None]) -> None:
+    """Refuse when an input (scene, DEM, model, ...) is one of the paths the job writes."""
+    written = {(out / name).resolve(): name for name in (*OUTPUTS, OWNED, WORK)}
+    for option, path in inputs.items():
+        if path is None:
+            continue
+        p = Path(path).resolve()
+        if p in written or any(w in p.parents for w in written):
+            raise OutputError(f"{path}: {option} is where the job writes its {written.get(p, WORK)}"
+                              f" in --out {out}; choose another --out")
+
+
+def owned(out: Path) -> set[str]:
+    """The outputs in ``out`` that an earlier run published: named in OWNED, or in the
+    ``outputs`` of its report.json (runs from before OWNED existed)."""
+    names: set[str] = set()
+    try:
+        names |= set(json.loads((out / OWNED).read_text()).get("outputs", []))
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    try:
+        listed = json.loads((out / "report.json").read_text()).get("outputs", {})
+        names |= {n for n, p in listed.items() if Path(p).resolve() == (out / n).resolve()}
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    return names & set(OUTPUTS)
+
+
+def check_outputs_owned(out: Path) -> None:
+    """Refuse when a file with an output's name in ``out`` is not the job's own."""
+    mine = owned(out)
+    for name in OUTPUTS:
+        path = out / name
+        if (path.exists() or path.is_symlink()) and (name not in mine or path.is_dir()):
+            raise OutputError(f"{path}: exists and was not written by this job; move it or "
+                              f"choose another --out")
+
+
+def clear_earlier_outputs(out: Path) -> None:
+    """Remove an earlier run's outputs, so that they cannot pass for this run's."""
+    check_outputs_owned(out)
+    for name in sorted(OUTPUTS, key=lambda n: n != "report.json"):  # report.json first
+        (out / name).unlink(missing_ok=True)
+
+
+def work_folder(out: Path) -> Path:
+    """A fresh ``.partial`` folder in ``out`` for the outputs being written."""
+    work = out / WORK
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    return work
+
+
+def publish(out: Path, work: Path, report: dict) -> None:
+    """Claim the outputs, rename them into place with report.json last, drop the work folder."""
+    claim = work / OWNED
+    claim.write_text(json.dumps({"outputs": list(OUTPUTS)}))
+    claim.replace(out / OWNED)
+    (work / "report.json").write_text(json.dumps(report, indent=2))
+    for name in OUTPUTS:
+        (work / name).replace(out / name)
+    shutil.rmtree(work)
