@@ -1,10 +1,14 @@
-"""Score a model bundle: python -m jobs.evaluate --data DIR --model MODEL_DIR [--split ValidData]"""
+"""Score a model bundle: python -m jobs.evaluate --data DIR --model MODEL_DIR [--split ValidData]
+
+The dataset must be of the bundle's radiometric convention and bands (dataset.json, or the
+Landslide4Sense release without one), and every patch of the split is checked (shape, bands,
+finite values, 0/1 masks) before the model is loaded.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -12,10 +16,12 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from common.errors import LandslideError  # noqa: E402
 from jobs.cli import report_error  # noqa: E402
+from jobs.train import run_main  # noqa: E402  (no TensorFlow import)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m jobs.evaluate",
+                                description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--model", required=True, type=Path, help="MODEL_DIR with the bundle")
     p.add_argument("--split", default="ValidData")
@@ -25,12 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     args = p.parse_args(argv)
     try:
-        from unet.bundle import load_bundle, write_json_atomic
-        from unet.dataset import list_split
-        from unet.evaluation import evaluate_samples
+        from unet.bundle import load_bundle, read_bundle, write_json_atomic
+        from unet.dataset import check_samples, list_split, read_info
+        from unet.evaluation import check_dataset_matches, evaluate_samples
 
-        model, bundle = load_bundle(args.model)
+        meta = read_bundle(args.model)
+        check_dataset_matches(meta, read_info(args.data), args.model)
         samples = list_split(args.data, args.split)
+        check_samples(samples, tuple(meta.bands))
+        model, bundle = load_bundle(args.model)
         result = evaluate_samples(model, bundle, samples, args.threshold, args.batch_size)
         result = {"split": args.split, "model_id": bundle.model_id, **result}
         print(f"{'split':<10} {'tiles':>6} {'threshold':>9} {'precision':>9} {'recall':>9} "
@@ -46,4 +55,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

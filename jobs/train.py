@@ -1,7 +1,9 @@
 """Train the U-Net: python -m jobs.train --data DIR --out MODEL_DIR --strategy STRATEGY
 
 A thin command line over unet.training.train. Errors of the unet package come out as one line
-on stderr naming the file or option at fault, exit status 2.
+on stderr naming the file or option at fault, exit status 2. Every patch is checked before the
+first training step; a failure later, inside the tf.data pipeline, still ends the process (see
+`exit_now`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import argparse
 import json
 import os
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -137,5 +141,35 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def exit_now(code: int) -> None:
+    """Flush and leave the process at once, skipping interpreter shutdown.
+
+    After a failure TensorFlow's input threads (tf.data readers running Python through
+    numpy_function, a prefetch buffer, the collective ops of a multi-worker run) may still be
+    alive; an ordinary exit then waits on them and can hang for ever after the error is printed.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def run_main(job_main: Callable[[], int]) -> None:
+    """The `__main__` of a job that runs tf.data: success exits normally (writers close); an
+    error (exit 2) or an unexpected exception (traceback, exit 1) ends the process now."""
+    try:
+        code = job_main()
+    except SystemExit:  # argparse: --help and usage errors, before TensorFlow starts
+        raise
+    except BaseException:
+        traceback.print_exc()
+        exit_now(1)
+    if code:
+        exit_now(code)
+    sys.exit(0)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

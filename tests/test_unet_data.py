@@ -8,7 +8,14 @@ import h5py
 import numpy as np
 import pytest
 
-from unet.dataset import list_split, read_image, read_info, train_val_split
+from unet.dataset import (
+    check_samples,
+    list_split,
+    read_image,
+    read_info,
+    read_mask,
+    train_val_split,
+)
 from unet.errors import DatasetError
 from unet.normalize import normalize_array, streamed_stats
 from unet.pipeline import augment_pair, make_dataset
@@ -115,3 +122,91 @@ def test_bad_dataset_json_names_the_file(tmp_path):
     (root / "dataset.json").write_text(json.dumps({"bands": []}))
     with pytest.raises(DatasetError, match="dataset.json"):
         read_info(root)
+
+
+def _bad_patch(root, case):
+    """Plant one bad patch of the given kind; returns (file at fault, words of the message)."""
+    write = l4s_data.write_h5
+    img = root / "ValidData/img/image_2.h5"
+    good = read_image(img)
+    if case == "garbage":
+        img.write_bytes(b"not an h5 file")
+        return img, "cannot read"
+    if case == "nan":
+        x = good.copy()
+        x[3, 4, 5] = np.nan
+        return write(img, "img", x), "1 non-finite value (NaN or inf), the first at row 3, " \
+                                     "column 4, band B6"
+    if case == "inf":
+        x = good.copy()
+        x[0, 0, 13] = np.inf
+        return write(img, "img", x), "band DEM"
+    if case == "bands":
+        return write(img, "img", good[..., :13]), "13 bands, expected 14"
+    if case == "size":
+        return write(img, "img", good[:, :16]), "32x16 px, expected 32x32"
+    mask = root / "TrainData/mask/mask_3.h5"
+    if case == "mask255":
+        m = np.zeros((32, 32), np.uint8)
+        m[:2] = 255
+        return write(mask, "mask", m), "only 0 and 1, found 255 in 64 pixels"
+    if case == "mask_float":
+        m = np.zeros((32, 32), np.float32)
+        m[0, :3] = [1.0, 0.5, 2.0]
+        return write(mask, "mask", m), "found 0.5, 2 in 2 pixels"
+    if case == "mask_size":
+        return write(mask, "mask", np.zeros((16, 32), np.uint8)), "16x32 px, expected 32x32"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["garbage", "nan", "inf", "bands", "size", "mask255",
+                                  "mask_float", "mask_size"])
+def test_check_samples_refuses_a_bad_patch_naming_the_file(tmp_path, case):
+    root = l4s_data.make_l4s(tmp_path, n_train=6, n_valid=3)
+    train, valid = train_val_split(root)
+    assert check_samples(train + valid, read_info(root).bands) == 32  # all good so far
+    path, words = _bad_patch(root, case)
+    with pytest.raises(DatasetError) as info:
+        check_samples(train + valid, read_info(root).bands)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and words in message and "\n" not in message
+
+
+def test_check_samples_takes_the_common_tile_size_or_the_one_given(tmp_path):
+    root = l4s_data.make_l4s(tmp_path, n_train=5, n_valid=0)
+    samples = list_split(root, "TrainData")
+    # The first patch is the odd one: the size most patches have wins, the first is named.
+    l4s_data.write_h5(samples[0].image, "img", read_image(samples[0].image)[:16, :16])
+    l4s_data.write_h5(samples[0].mask, "mask", np.zeros((16, 16), np.uint8))
+    with pytest.raises(DatasetError, match=r"image_1\.h5: 'img' is 16x16 px, expected 32x32"):
+        check_samples(samples, read_info(root).bands)
+    assert check_samples(samples[1:], read_info(root).bands) == 32
+    with pytest.raises(DatasetError, match=r"image_2\.h5: 'img' is 32x32 px, expected 128x128"):
+        check_samples(samples[1:], read_info(root).bands, tile_size=128)
+
+
+def test_read_mask_refuses_values_other_than_0_and_1(tmp_path):
+    m = np.zeros((4, 4), np.uint8)
+    m[0, 0], m[1, 1] = 1, 255
+    path = l4s_data.write_h5(tmp_path / "mask_1.h5", "mask", m)
+    with pytest.raises(DatasetError, match=r"mask_1\.h5: 'mask' must hold only 0 and 1, found 255"):
+        read_mask(path)
+    m[1, 1] = 1
+    l4s_data.write_h5(path, "mask", m.astype(np.float64))
+    out = read_mask(path)
+    assert out.dtype == np.uint8 and out.sum() == 2
+
+
+def test_input_batches_turn_a_pipeline_failure_into_one_line(tmp_path):
+    from unet.evaluation import input_batches
+
+    root = l4s_data.make_l4s(tmp_path, n_train=4, n_valid=0)
+    samples = list_split(root, "TrainData")
+    ds = make_dataset(samples, [0.0] * 14, [1.0] * 14, 10.0, 2, training=False)
+    assert len(list(input_batches(ds, root))) == 2
+    samples[2].image.write_bytes(b"garbage")  # after the pipeline was built, as a disk fault
+    with pytest.raises(DatasetError) as info:
+        list(input_batches(ds, root))
+    message = str(info.value)
+    assert message.startswith(f"{samples[2].image}: cannot read dataset 'img'")
+    assert "\n" not in message and "Traceback" not in message

@@ -3,17 +3,24 @@
 bundle.json says everything inference needs besides the weights: band names and order, tile
 size, radiometric convention, normalisation, decision threshold, training percentiles (for
 harmonising other data), the scores reached, and the versions that wrote it. Both files are
-written under a temporary name and renamed, so a reader never sees half a file.
+written under a temporary name and renamed, so a reader never sees half a file, with the mode
+the umask gives (0644 under umask 022: a shared model folder stays readable).
+
+This module never imports TensorFlow or Keras at module level: the scene job's client reads
+bundle.json and checks model.keras (`check_model_file`) without them.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import io
 import json
 import os
 import platform
-import tempfile
+import secrets
+import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +35,8 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "model.keras"
 BUNDLE_FILE = "bundle.json"
+KERAS_CONFIG = "config.json"
+KERAS_WEIGHTS = "model.weights.h5"
 
 
 @dataclass
@@ -85,10 +94,15 @@ def _file_id(path: Path) -> str:
 
 
 def write_json_atomic(path: str | Path, data: dict) -> None:
-    """Write JSON under a temporary name in the same folder, then rename over `path`."""
+    """Write JSON under a temporary name in the same folder, then rename over `path`.
+
+    The temporary file is created with mode 0666 less the umask, as `open` would (not
+    tempfile.mkstemp, whose 0600 survived the rename and hid the file from the group).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2)
@@ -140,6 +154,78 @@ def read_bundle(model_dir: str | Path) -> Bundle:
     except (TypeError, KeyError, ValueError) as exc:
         raise BundleError(f"{path}: invalid bundle ({exc})") from exc
     return bundle
+
+
+def _model_error(path: Path, problem: str) -> BundleError:
+    return BundleError(f"{path}: {problem}")
+
+
+def _input_bands(config: dict) -> int | None:
+    """The channel count of a Functional model's single input, from config.json; None when the
+    config does not say it in the form Keras 3 writes (one InputLayer with a batch_shape)."""
+    inner = config.get("config")
+    if config.get("class_name") != "Functional" or not isinstance(inner, dict):
+        return None
+    layers = inner.get("layers")
+    if not isinstance(layers, list):
+        return None
+    inputs = [layer for layer in layers
+              if isinstance(layer, dict) and layer.get("class_name") == "InputLayer"]
+    if len(inputs) != 1:
+        return None
+    shape = (inputs[0].get("config") or {}).get("batch_shape")
+    if isinstance(shape, list) and shape and isinstance(shape[-1], int):
+        return shape[-1]
+    return None
+
+
+def check_model_file(model_dir: str | Path) -> None:
+    """Check MODEL_DIR/model.keras against bundle.json without TensorFlow or Keras.
+
+    model.keras must be a zip holding config.json (a model config whose input, where it can be
+    read, has one channel per bundle band) and model.weights.h5 (opened with h5py), and, when
+    bundle.json names a model_id, its sha256 prefix must be that id: a model.keras copied over
+    without its bundle.json is refused. Raises BundleError, one line naming the file.
+    """
+    import h5py
+
+    bundle = read_bundle(model_dir)
+    path = Path(model_dir) / MODEL_FILE
+    if not path.is_file():
+        raise _model_error(path, "missing")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            for member in (KERAS_CONFIG, KERAS_WEIGHTS):
+                if member not in names:
+                    raise _model_error(path, f"not a Keras model file (no {member} inside)")
+            config_text = zf.read(KERAS_CONFIG)
+            weights = zf.read(KERAS_WEIGHTS)
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        detail = "" if str(exc) in ("", "File is not a zip file") else f": {exc}"
+        raise _model_error(path, f"not a Keras model file (bad zip{detail})") from exc
+    except (OSError, zipfile.LargeZipFile) as exc:
+        raise _model_error(path, f"unreadable ({exc})") from exc
+    try:
+        config = json.loads(config_text)
+    except ValueError as exc:
+        raise _model_error(path, f"not a Keras model file ({KERAS_CONFIG}: {exc})") from exc
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise _model_error(path, f"not a Keras model file ({KERAS_CONFIG} holds no model config)")
+    bands_in = _input_bands(config)
+    if bands_in is not None and bands_in != len(bundle.bands):
+        raise _model_error(path, f"model takes {bands_in} bands, bundle.json lists "
+                                 f"{len(bundle.bands)}")
+    try:
+        with h5py.File(io.BytesIO(weights), "r"):
+            pass
+    except OSError as exc:
+        raise _model_error(path, f"not a Keras model file ({KERAS_WEIGHTS}: {exc})") from exc
+    if bundle.model_id:
+        found = _file_id(path)
+        if found != bundle.model_id:
+            raise _model_error(path, f"does not match bundle.json (model_id {bundle.model_id}, "
+                                     f"this file's {found}): replaced without its bundle.json?")
 
 
 def load_bundle(model_dir: str | Path, compile: bool = False) -> tuple[keras.Model, Bundle]:

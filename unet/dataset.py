@@ -104,13 +104,80 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """One mask as uint8 (H, W), 1 = landslide."""
+    """One mask as uint8 (H, W), 1 = landslide. Any value other than 0 and 1 is refused: a mask
+    of 0/255, or of class numbers, means something this reader cannot guess."""
     m = _read_h5(path, "mask")
     if m.ndim == 3 and m.shape[-1] == 1:
         m = m[..., 0]
     if m.ndim != 2:
         raise DatasetError(f"{path}: 'mask' has shape {m.shape}, expected (H, W)")
-    return (m > 0).astype(np.uint8)
+    bad = (m != 0) & (m != 1)
+    if np.any(bad):
+        found = np.unique(m[bad])
+        shown = ", ".join(_value(v) for v in found[:5]) + (", ..." if len(found) > 5 else "")
+        raise DatasetError(f"{path}: 'mask' must hold only 0 and 1, found {shown} "
+                           f"in {int(bad.sum())} pixels")
+    return m.astype(np.uint8)
+
+
+def _value(v) -> str:
+    v = v.item()
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
+def _check_image(path: Path, bands: tuple[str, ...]) -> tuple[int, int]:
+    """Reads one image, refuses a wrong band count or a non-finite value; returns (H, W)."""
+    x = read_image(path)
+    if x.shape[-1] != len(bands):
+        raise DatasetError(f"{path}: 'img' has {x.shape[-1]} bands, expected {len(bands)} "
+                           f"({bands[0]}..{bands[-1]})")
+    bad = ~np.isfinite(x)
+    if np.any(bad):
+        n = int(bad.sum())
+        r, c, b = (int(i[0]) for i in np.nonzero(bad))
+        raise DatasetError(f"{path}: 'img' has {n} non-finite value{'s' if n > 1 else ''} (NaN "
+                           f"or inf), the first at row {r}, column {c}, band {bands[b]}")
+    return x.shape[0], x.shape[1]
+
+
+def _tile_size(samples: list[Sample], sizes: list[tuple[int, int]]) -> int:
+    """The size most patches have (the real release: 128); it must be square."""
+    counts: dict[tuple[int, int], int] = {}
+    for size in sizes:
+        counts[size] = counts.get(size, 0) + 1
+    common = max(counts, key=lambda k: counts[k])
+    if common[0] != common[1]:
+        raise DatasetError(f"{samples[sizes.index(common)].image}: patches of "
+                           f"{common[0]}x{common[1]} px, expected square tiles")
+    return common[0]
+
+
+def check_samples(samples: list[Sample], bands: tuple[str, ...],
+                  tile_size: int | None = None) -> int:
+    """Read every image and mask once (h5py, this process) and refuse the first bad one.
+
+    Refused, naming the file: unreadable, a band count other than len(bands), NaN or inf, a
+    mask with values other than 0 and 1, and an image or mask of another size than
+    tile_size x tile_size (None: the size most of the images have). Returns the tile size.
+    This runs before training so that no bad file reaches the tf.data pipeline, where an error
+    names no file (a shape) or goes unnoticed (NaN statistics).
+    """
+    if not samples:
+        raise DatasetError("no patches to check")
+    sizes: list[tuple[int, int]] = []
+    mask_sizes: list[tuple[int, int] | None] = []
+    for s in samples:
+        sizes.append(_check_image(s.image, bands))
+        mask_sizes.append(read_mask(s.mask).shape if s.mask is not None else None)
+    if tile_size is None:
+        tile_size = _tile_size(samples, sizes)
+    expected = (tile_size, tile_size)
+    for s, size, mask_size in zip(samples, sizes, mask_sizes, strict=True):
+        for path, key, found in ((s.image, "img", size), (s.mask, "mask", mask_size)):
+            if found is not None and found != expected:
+                raise DatasetError(f"{path}: {key!r} is {found[0]}x{found[1]} px, expected "
+                                   f"{tile_size}x{tile_size} (the dataset's tile size)")
+    return tile_size
 
 
 def train_val_split(

@@ -31,8 +31,9 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from unet.bundle import Bundle, save_bundle, write_json_atomic
-from unet.dataset import read_image, read_info, train_val_split
+from unet.dataset import check_samples, read_image, read_info, train_val_split
 from unet.errors import UnetError
+from unet.evaluation import input_batches
 from unet.loss import landslide_loss
 from unet.metrics import best_threshold, scores
 from unet.model import build_unet
@@ -73,7 +74,8 @@ class TrainConfig:
     resume: bool = False
     augment: bool = True
     hist_bins: int = 200
-    tile_size: int = 128
+    tile_size: int | None = None
+    """Patch size in pixels; None: the dataset's (the size most of its patches have)."""
     quantiles: tuple[float, ...] = DEFAULT_QUANTILES
     percentile_pixels: int = 200_000
     steps_per_epoch: int | None = None
@@ -116,8 +118,12 @@ def _checkpoint_dir(out: Path) -> Path:
     return out / "checkpoints"
 
 
+def _state_path(out: Path) -> Path:
+    return _checkpoint_dir(out) / "state.json"
+
+
 def read_state(out: Path) -> dict | None:
-    path = _checkpoint_dir(out) / "state.json"
+    path = _state_path(out)
     if not path.exists():
         return None
     try:
@@ -145,6 +151,44 @@ def _save_checkpoint(out: Path, model, optimizer, state: dict) -> None:
     for old in ckpt.glob("epoch_*"):
         if not old.name.startswith(stem):
             old.unlink(missing_ok=True)
+
+
+ARCHITECTURE = {
+    "base_width": "--base-width",
+    "depth": "--depth",
+    "batch_norm": "--no-batch-norm",
+    "dropout": "--dropout",
+    "precision": "--precision",
+}
+"""The settings a checkpoint's weights and optimizer variables depend on (config key: option)."""
+
+
+def _shown(key: str, value) -> str:
+    if key == "batch_norm":
+        return "without --no-batch-norm" if value else "with --no-batch-norm"
+    return f"{ARCHITECTURE[key]} {value}"
+
+
+def check_checkpoint(config: TrainConfig, state: dict | None) -> None:
+    """Refuse to overwrite a checkpoint without --resume, and to resume one of another model.
+
+    Without this, a forgotten --resume silently replaced the checkpoints with a new run, and a
+    --resume with another --base-width failed inside Keras naming no option.
+    """
+    if state is None:
+        return
+    path = _state_path(Path(config.out))
+    if not config.resume:
+        raise UnetError(f"{path}: a checkpoint (epoch {state.get('epoch', '?')}) is already "
+                        "there; pass --resume to continue it, or choose another --out")
+    saved = state.get("config") or {}
+    wanted = asdict(config)
+    differ = [key for key in ARCHITECTURE if key in saved and saved[key] != wanted[key]]
+    if differ:
+        pairs = "; ".join(f"checkpoint {_shown(k, saved[k])}, this run {_shown(k, wanted[k])}"
+                          for k in differ)
+        raise UnetError(f"{path}: cannot resume another model ({pairs}); pass the checkpoint's "
+                        "values, or choose another --out")
 
 
 def _restore_checkpoint(out: Path, model, optimizer, state: dict) -> None:
@@ -216,7 +260,12 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
 
     info = read_info(config.data)
     train_samples, val_samples = train_val_split(config.data, config.val_fraction, config.seed)
-    state = read_state(out) if config.resume else None
+    state = read_state(out)
+    check_checkpoint(config, state)
+    tile_size = check_samples(train_samples + val_samples, info.bands, config.tile_size)
+    if tile_size % 2**config.depth:
+        raise UnetError(f"{config.data}: {tile_size}x{tile_size} px patches, not a multiple of "
+                        f"2**depth = {2**config.depth} (--depth {config.depth})")
     stats = {k: state[k] for k in ("normalization", "percentiles")} if state else None
     stats = stats or _statistics(config, train_samples)
     norm = stats["normalization"]
@@ -305,7 +354,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
             print(f"Epoch {epoch}/{config.epochs}", flush=True)
         t0 = time.perf_counter()
         loss_sum, tp, fp, fn = 0.0, 0.0, 0.0, 0.0
-        for step, batch in enumerate(dist_ds, start=1):
+        for step, batch in enumerate(input_batches(dist_ds, config.data), start=1):
             loss, btp, bfp, bfn = (float(v) for v in train_step(batch))
             loss_sum, tp, fp, fn = loss_sum + loss, tp + btp, fp + bfp, fn + bfn
             train_scores = scores(tp, fp, fn)
@@ -318,7 +367,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
 
         val_loss, vtp, vfp, vfn = 0.0, 0.0, 0.0, 0.0
         pos_hist, neg_hist = np.zeros(bins), np.zeros(bins)
-        for batch in dist_val:
+        for batch in input_batches(dist_val, config.data):
             loss, btp, bfp, bfn, pos, neg = eval_step(batch)
             val_loss += float(loss)
             vtp, vfp, vfn = vtp + float(btp), vfp + float(bfp), vfn + float(bfn)
@@ -379,7 +428,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
             final.set_weights(model.get_weights())
         bundle = Bundle(
             bands=list(info.bands),
-            tile_size=config.tile_size,
+            tile_size=tile_size,
             convention=info.convention,
             normalization=norm,
             threshold=best_threshold_,

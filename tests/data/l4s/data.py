@@ -38,17 +38,22 @@ def make_patch(rng: np.random.Generator, size: int, bands: int = 14):
     return image, mask
 
 
+def write_h5(path: str | Path, key: str, array) -> Path:
+    """Write one array under `key` (replacing the file): to plant a bad patch in a dataset."""
+    with h5py.File(path, "w") as f:
+        f[key] = np.asarray(array)
+    return Path(path)
+
+
 def write_split(root: Path, split: str, n: int, rng, size: int, dtype, masks: bool, start=1):
     (root / split / "img").mkdir(parents=True, exist_ok=True)
     if masks:
         (root / split / "mask").mkdir(parents=True, exist_ok=True)
     for i in range(start, start + n):
         image, mask = make_patch(rng, size)
-        with h5py.File(root / split / "img" / f"image_{i}.h5", "w") as f:
-            f["img"] = image.astype(dtype)
+        write_h5(root / split / "img" / f"image_{i}.h5", "img", image.astype(dtype))
         if masks:
-            with h5py.File(root / split / "mask" / f"mask_{i}.h5", "w") as f:
-                f["mask"] = mask
+            write_h5(root / split / "mask" / f"mask_{i}.h5", "mask", mask)
 
 
 def make_l4s(
