@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import sys
 from pathlib import Path
 
@@ -76,6 +77,13 @@ def versions() -> dict:
             "gdal": rasterio.__gdal_version__}
 
 
+def fresh(model_dir: Path) -> Path:
+    """The bench's own training folder, emptied: jobs.train refuses to start over a checkpoint
+    it was not told to resume, and every bench run trains from scratch."""
+    shutil.rmtree(model_dir, ignore_errors=True)
+    return model_dir
+
+
 def train_cmd(cfg: dict, data: Path, out: Path, strategy: str) -> list[str]:
     return [sys.executable, "-m", "jobs.train", "--data", str(data), "--out", str(out),
             "--strategy", strategy, "--epochs", str(cfg["train_epochs"]),
@@ -98,7 +106,7 @@ def bench_training(cfg: dict, work: Path) -> dict:
     results = {}
     for name, strategy, extra in (("default", "default", []),
                                   ("mirrored --replicas 2", "mirrored", ["--replicas", "2"])):
-        out = work / f"train-{strategy}"
+        out = fresh(work / f"train-{strategy}")
         m = run_measured(train_cmd(cfg, data, out, strategy) + ["--seed", "0"] + extra,
                          env=env(), cwd=REPO, log=work / f"train-{strategy}.log")
         _check(m, f"jobs.train --strategy {strategy}", work / f"train-{strategy}.log")
@@ -118,14 +126,14 @@ def bench_multiworker(cfg: dict, data: Path, work: Path) -> dict:
             s.bind(("127.0.0.1", 0))
             ports.append(s.getsockname()[1])
     workers = [f"127.0.0.1:{p}" for p in ports]
-    out = work / "train-multiworker"
+    out = fresh(work / "train-multiworker")
     t0 = time.perf_counter()
     procs = []
     for i in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}
         cmd = train_cmd(cfg, data, out, "multiworker") + ["--threads", "1"]
         if i:
-            cmd += ["--worker-dir", str(work / f"multiworker-{i}")]
+            cmd += ["--worker-dir", str(fresh(work / f"multiworker-{i}"))]
         log = open(work / f"train-multiworker-{i}.log", "w")  # noqa: SIM115
         procs.append((subprocess.Popen(cmd, env={**env(), "TF_CONFIG": json.dumps(tf_config)},
                                        cwd=REPO, stdout=log, stderr=subprocess.STDOUT), log))
@@ -169,7 +177,6 @@ def bench_scene(size: int, model_dir: Path, work: Path, cluster: Path | None = N
                 name: str = "map") -> dict:
     """A synthetic size x size scene through the whole job (GeoTIFF in, COGs and polygons out),
     on the default LocalCluster unless `cluster` (a cluster.yaml) is given."""
-    import shutil
 
     out = work / f"{name}-{size}"
     shutil.rmtree(out, ignore_errors=True)
@@ -205,7 +212,7 @@ def bench_warm_cluster(size: int, model_dir: Path, work: Path) -> dict:
 def bench_wide_model(cfg: dict, work: Path) -> dict:
     """Train the wide model briefly, then its ceiling and the pipeline scene with it."""
     width = cfg["wide_width"]
-    out = work / f"train-width{width}"
+    out = fresh(work / f"train-width{width}")
     log = work / f"train-width{width}.log"
     m = run_measured(train_cmd({**cfg, "width": width}, work / "patches", out, "default")
                      + ["--seed", "0"], env=env(), cwd=REPO, log=log)

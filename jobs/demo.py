@@ -44,9 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     if not (patches / "dataset.json").exists():
         _job("jobs.synth", "patches", str(patches), "--n-train", str(args.n_train),
              "--n-valid", str(args.n_valid), "--seed", str(args.seed))
-    if not (model / "bundle.json").exists():
+    if not (model / "bundle.json").exists():  # resumes a training that was interrupted
+        resume = ["--resume"] if (model / "checkpoints" / "state.json").exists() else []
         _job("jobs.train", "--data", str(patches), "--out", str(model), "--strategy", "default",
-             "--epochs", str(args.epochs), "--seed", str(args.seed))
+             "--epochs", str(args.epochs), "--seed", str(args.seed), *resume)
     if not (scene / "truth.tif").exists():
         _job("jobs.synth", "scene", str(scene), "--height", str(args.height),
              "--width", str(args.width), "--seed", str(args.seed + 1))
