@@ -3,7 +3,8 @@
 synthesise training patches, train a small U-Net briefly, synthesise a scene (not a multiple of
 128, with a nodata edge), map its landslides with `jobs.infer` on the embedded LocalCluster, and
 score the map against the scene's ground truth. Each stage is the real job, run as a user would
-(`python -m jobs.NAME`); a stage whose output already exists is not run again.
+(`python -m jobs.NAME`); a stage whose output already exists is not run again. The three figures
+(learning curves, evaluation on the validation split, the scene's summary) end up in the workdir.
 """
 
 import argparse
@@ -51,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (scene / "truth.tif").exists():
         _job("jobs.synth", "scene", str(scene), "--height", str(args.height),
              "--width", str(args.width), "--seed", str(args.seed + 1))
-    _job("jobs.infer", str(scene / "scene.tif"), "--model", str(model), "--out", str(out))
+    evaluation = work / "evaluation.png"
+    _job("jobs.evaluate", "--data", str(patches), "--model", str(model), "--figure",
+         str(evaluation))
+    _job("jobs.infer", str(scene / "scene.tif"), "--model", str(model), "--out", str(out),
+         "--figure")
     result = scores(**{k: v for k, v in confusion_counts(out / "mask.tif", scene / "truth.tif")
                        .items() if k != "tn"})
     (work / "demo.json").write_text(json.dumps(result, indent=2))
@@ -60,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
           f"recall {result['recall']:.3f}")
     for name in ("probability.tif", "mask.tif", "landslides.gpkg", "preview.png", "report.json"):
         print(f"  {out / name}")
+    print("Figures:")
+    for figure in (model / "training.png", evaluation, out / "summary.png"):
+        print(f"  {figure}" if figure.exists() else f"  {figure} (missing)")
     return 0
 
 

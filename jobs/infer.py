@@ -44,6 +44,7 @@ from tiler.run import Plan, TileResult, plan_store, run_plan
 from tiler.sources import resolve_input
 from tiler.stats import band_percentiles, harmonization
 from tiler.store import is_store, store_attrs, store_grid
+from tiler.summary_figure import write_summary_figure
 from unet.bundle import Bundle, check_model_file, read_bundle
 from unet.predict import BlockJob, BlockTimes, block_context, predict_block
 
@@ -71,6 +72,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tta", action="store_true", help="average the 8 flips/rotations")
     p.add_argument("--harmonize", action="store_true",
                    help="match the scene's band percentiles to the training data's")
+    p.add_argument("--figure", action="store_true",
+                   help="also write summary.png: the preview, the landslides' areas and the "
+                        "probabilities with the threshold")
     p.add_argument("--overwrite", action="store_true",
                    help="replace OUT/tiles.zarr when it was made from another input")
     p.add_argument("--halo", type=halo, default=HALO, help=argparse.SUPPRESS)
@@ -214,6 +218,9 @@ def run(args: argparse.Namespace) -> dict:
         found = stitch(store, grid, work, threshold, args.min_area)
         stages.done("stitch")
         write_outputs(store, grid, work, found)
+        if args.figure:
+            write_summary_figure(work / "preview.png", store, grid, found, threshold,
+                                 work / "summary.png")
         stages.done("write")
         report = _report(args, out, store, bundle, grid, job, threshold, blocks, done, found,
                          stages, tiled)

@@ -1,10 +1,11 @@
 """The scene job's output folder: checked before any work, written under temporary names, and
 published by renames with ``report.json`` last.
 
-The job deletes or replaces only what is its own: the files named in ``OUTPUTS`` that an earlier
-run of the job published there (listed in the folder's ``.outputs.json``), its ``.partial`` work
-folder and its tile store. A file of the user's that merely has an output's name (a scene called
-``mask.tif`` in the folder given as ``--out``) is never touched: the job refuses instead.
+The job deletes or replaces only what is its own: the files named in ``OUTPUTS`` or
+``OPTIONAL_OUTPUTS`` that an earlier run of the job published there (listed in the folder's
+``.outputs.json``), its ``.partial`` work folder and its tile store. A file of the user's that
+merely has an output's name (a scene called ``mask.tif`` in the folder given as ``--out``) is
+never touched: the job refuses instead.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from pathlib import Path
 from tiler.errors import OutputError
 
 OUTPUTS = ("probability.tif", "mask.tif", "landslides.gpkg", "preview.png", "report.json")
+OPTIONAL_OUTPUTS = ("summary.png",)
+"""Written only when asked for (``--figure``); published and claimed only when written, and an
+earlier run's copy is removed like any other output."""
+NAMES = (*OUTPUTS, *OPTIONAL_OUTPUTS)
 OWNED = ".outputs.json"
 """The job's claim on its outputs: written before the first rename into the folder."""
 WORK = ".partial"
@@ -38,7 +43,7 @@ def prepare_out(out: Path) -> Path:
 
 def refuse_outputs_over_inputs(out: Path, inputs: dict[str, str | Path | None]) -> None:
     """Refuse when an input (scene, DEM, model, ...) is one of the paths the job writes."""
-    written = {(out / name).resolve(): name for name in (*OUTPUTS, OWNED, WORK)}
+    written = {(out / name).resolve(): name for name in (*NAMES, OWNED, WORK)}
     for option, path in inputs.items():
         if path is None:
             continue
@@ -61,13 +66,13 @@ def owned(out: Path) -> set[str]:
         names |= {n for n, p in listed.items() if Path(p).resolve() == (out / n).resolve()}
     except (OSError, ValueError, AttributeError, TypeError):
         pass
-    return names & set(OUTPUTS)
+    return names & set(NAMES)
 
 
 def check_outputs_owned(out: Path) -> None:
     """Refuse when a file with an output's name in ``out`` is not the job's own."""
     mine = owned(out)
-    for name in OUTPUTS:
+    for name in NAMES:
         path = out / name
         if (path.exists() or path.is_symlink()) and (name not in mine or path.is_dir()):
             raise OutputError(f"{path}: exists and was not written by this job; move it or "
@@ -77,7 +82,7 @@ def check_outputs_owned(out: Path) -> None:
 def clear_earlier_outputs(out: Path) -> None:
     """Remove an earlier run's outputs, so that they cannot pass for this run's."""
     check_outputs_owned(out)
-    for name in sorted(OUTPUTS, key=lambda n: n != "report.json"):  # report.json first
+    for name in sorted(NAMES, key=lambda n: n != "report.json"):  # report.json first
         (out / name).unlink(missing_ok=True)
 
 
@@ -90,11 +95,17 @@ def work_folder(out: Path) -> Path:
 
 
 def publish(out: Path, work: Path, report: dict) -> None:
-    """Claim the outputs, rename them into place with report.json last, drop the work folder."""
+    """Claim the outputs (the optional ones the work folder holds too, also added to the report's
+    ``outputs``), rename them into place with report.json last, drop the work folder."""
+    optional = [name for name in OPTIONAL_OUTPUTS if (work / name).is_file()]
+    names = sorted([*OUTPUTS, *optional], key=lambda n: n == "report.json")  # report.json last
     claim = work / OWNED
-    claim.write_text(json.dumps({"outputs": list(OUTPUTS)}))
+    claim.write_text(json.dumps({"outputs": names}))
     claim.replace(out / OWNED)
+    if optional:
+        report = {**report, "outputs": {**report.get("outputs", {}),
+                                        **{name: str(out / name) for name in optional}}}
     (work / "report.json").write_text(json.dumps(report, indent=2))
-    for name in OUTPUTS:
+    for name in names:
         (work / name).replace(out / name)
     shutil.rmtree(work)

@@ -12,12 +12,14 @@ MODEL_DIR (written by the chief only):
   checkpoints/epoch_NNNN.*        weights (.weights.h5) and optimizer variables (.optimizer.npz)
   checkpoints/best.weights.h5     weights of the best epoch by validation F1
   logs/                           TensorBoard scalars
+  training.png                    learning curves, redrawn from the history after every epoch
   model.keras, bundle.json        the bundle (best weights, best threshold), at the end
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -47,6 +49,8 @@ from unet.normalize import (
 from unet.pipeline import make_dataset
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+TRAINING_FIGURE = "training.png"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -343,6 +347,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
     dist_val = strategy.experimental_distribute_dataset(val_ds)
     writer = tf.summary.create_file_writer(str(out / "logs")) if chief else None
     rates = []
+    figure_failed = False
 
     for epoch in range(start_epoch, config.epochs + 1):
         ds = make_dataset(train_samples, norm["mean"], norm["std"], norm["clip"], global_batch,
@@ -415,6 +420,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
                            for k, v in asdict(config).items()},
                 **stats,
             })
+            figure_failed = _draw_learning_curves(out, history, figure_failed)
 
     _write_worker_weights(config, model)
     if chief:
@@ -446,6 +452,22 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
             writer.close()
     return TrainResult(best_epoch, best_f1, best_threshold_, best_metrics, history,
                        float(np.mean(rates)) if rates else 0.0)
+
+
+def _draw_learning_curves(out: Path, history: list[dict], failed_before: bool) -> bool:
+    """Redraw MODEL_DIR/training.png from the whole history (a resumed run continues the same
+    curves). A figure must never fail training: a failure is logged, once per run, and training
+    goes on. Returns whether a drawing has failed in this run."""
+    try:
+        from unet.figures import draw_training
+
+        draw_training(history, out / TRAINING_FIGURE)
+    except Exception as exc:
+        if not failed_before:
+            log.warning("%s: the learning curves could not be drawn (%s: %s); training goes on",
+                        out / TRAINING_FIGURE, type(exc).__name__, exc)
+        return True
+    return failed_before
 
 
 def _write_worker_weights(config: TrainConfig, model: keras.Model) -> None:
