@@ -13,7 +13,7 @@ import zarr
 
 from tiler.errors import StoreError
 from tiler.grid import Grid
-from tiler.store import open_group, store_attrs, store_grid
+from tiler.store import CODEC, open_group, store_attrs, store_grid
 
 PROBABILITY = "probability"
 PREDICTED = "predicted"
@@ -59,7 +59,7 @@ def _create(group: zarr.Group, grid: Grid, identity: dict) -> None:
         shards=(grid.block, grid.block),
         dtype="float32",
         fill_value=np.nan,
-        compressors=zarr.codecs.ZstdCodec(level=3),
+        compressors=CODEC,
         dimension_names=("y", "x"),
     )
     prob.attrs.update({**identity, IDENTITY: identity})

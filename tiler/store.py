@@ -18,13 +18,18 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
-from zarr.codecs import ZstdCodec
+from zarr.codecs import BloscCodec
 
 from tiler.bands import BANDS, CONVENTION, CONVENTIONS
 from tiler.errors import OutputError, StoreError
 from tiler.grid import Grid
 
 IMAGE, VALID, TILED = "image", "valid", "tiled"
+CODEC = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+"""The store's compressor. Measured on a 1024 px block of a synthetic SAFE scene (14 x 1024^2
+float32, 56 MiB): zstd level 3 wrote it in 0.83 s and read it in 0.34 s (39.1 MiB); Blosc lz4
+with byte shuffle in 0.18 s and 0.20 s (39.5 MiB). Float reflectance compresses little, so the
+cheap codec costs almost no bytes and saves most of the tiler's encoding time."""
 ZARR_CONCURRENCY = 4
 """zarr's ``async.concurrency`` inside Dask tasks (default 10): the tasks are the parallelism."""
 
@@ -53,11 +58,11 @@ def _skeleton(grid: Grid, attrs: dict) -> tuple[xr.Dataset, dict]:
                 "x": grid.x_coords(), "spatial_ref": sr},
         attrs=attrs,
     )
-    zstd = [ZstdCodec(level=3)]
+    codec = [CODEC]
     encoding = {
-        IMAGE: {"chunks": (n, tile, tile), "shards": (n, blk, blk), "compressors": zstd,
+        IMAGE: {"chunks": (n, tile, tile), "shards": (n, blk, blk), "compressors": codec,
                 "_FillValue": None},
-        VALID: {"chunks": (tile, tile), "shards": (blk, blk), "compressors": zstd,
+        VALID: {"chunks": (tile, tile), "shards": (blk, blk), "compressors": codec,
                 "_FillValue": None},
         TILED: {"chunks": (1, 1), "_FillValue": None},
     }
