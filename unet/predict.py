@@ -26,6 +26,7 @@ import zarr
 
 from unet.bundle import MODEL_FILE, Bundle, _file_id, load_bundle, normalize, read_bundle
 from unet.errors import BundleError
+from unet.matplotlib_guard import matplotlib_kept_out
 
 _LOCK = threading.Lock()
 _MODELS: OrderedDict[tuple[str, str], tuple[object, Bundle]] = OrderedDict()
@@ -98,9 +99,10 @@ def cached_model(model_dir: str, intra_op_threads: int | None = None,
 
 def _load(model_dir: str, model_id: str, intra_op_threads: int | None) -> tuple[object, Bundle]:
     on_tf = os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
-    if on_tf:
-        _configure_threads(intra_op_threads)  # before load_bundle runs any TF op
-    keras_model, bundle = load_bundle(model_dir)
+    with matplotlib_kept_out():  # Keras imports pyplot otherwise: about 1 s per worker
+        if on_tf:
+            _configure_threads(intra_op_threads)  # before load_bundle runs any TF op
+        keras_model, bundle = load_bundle(model_dir)
     _check_model_id(model_dir, model_id, bundle)
     infer = lambda x: keras_model(x, training=False)  # noqa: E731
     if on_tf:
