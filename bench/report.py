@@ -17,7 +17,7 @@ STAGES = {
     "write_s": "write: COGs, GeoPackage, preview",
 }
 WORKER = {
-    "load_s": "import TensorFlow, load the model (first block of each worker)",
+    "load_s": "import TensorFlow, load the model (per worker, preloaded while the scene is tiled)",
     "read_s": "read block + halo from Zarr",
     "prepare_s": "normalise",
     "model_s": "the network",

@@ -46,7 +46,7 @@ from tiler.stats import band_percentiles, harmonization
 from tiler.store import is_store, store_attrs, store_grid
 from tiler.summary_figure import write_summary_figure
 from unet.bundle import Bundle, check_model_file, read_bundle
-from unet.predict import BlockJob, BlockTimes, block_context, predict_block
+from unet.predict import BlockJob, BlockTimes, block_context, predict_block, preload
 
 PROG = "jobs.infer"
 HALO = 32
@@ -139,6 +139,16 @@ def model_resources(client: Client) -> dict[str, int] | None:
     return None
 
 
+def preload_models(client: Client, model_dir: str, threads: int | None,
+                   model_id: str) -> list:
+    """One task per worker that imports TensorFlow and loads the model while the scene is being
+    tiled, so the first blocks do not wait for it (workers that join later load on first use)."""
+    path = str(Path(model_dir).resolve())
+    return [client.submit(preload, path, threads, model_id, workers=[w],
+                          allow_other_workers=False, pure=False)
+            for w in client.scheduler_info()["workers"]]
+
+
 def predict_store(client: Client, job: BlockJob, blocks: list[tuple[int, int]]) -> BlockTimes:
     """Map predict_block over the blocks still to do; returns the tiles and the summed times."""
     futures = client.map(predict_block, [job] * len(blocks), *zip(*blocks, strict=True),
@@ -205,12 +215,15 @@ def run(args: argparse.Namespace) -> dict:
         with open_client(config) as client:
             print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
             stages.done("cluster_start")
+            threads = tf_threads(config, client)
+            loading = preload_models(client, args.model, threads, bundle.model_id)
             tiled = run_plan(plan, client) if plan is not None else None
             stages.done("tile")
             grid = complete_grid(store)
-            job = block_job(store, grid, bundle, args, tf_threads(config, client))
+            job = block_job(store, grid, bundle, args, threads)
             blocks = prepare_predictions(store, grid, prediction_identity(job, convention))
             done = predict_store(client, job, blocks)
+            done.load_s += sum(client.gather(loading))
             stages.done("infer")
         stages.done("cluster_close")
         threshold = bundle.threshold if args.threshold is None else args.threshold
