@@ -1,6 +1,5 @@
 """python -m jobs.train / jobs.evaluate end to end on a tiny model (subprocesses)."""
 
-import importlib.util
 import json
 import os
 import socket
@@ -12,11 +11,9 @@ import h5py
 import numpy as np
 import pytest
 
+from tests.data.l4s import data as l4s_data
+
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location(
-    "l4s_data", Path(__file__).parent / "data" / "l4s" / "data.py")
-l4s_data = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(l4s_data)
 
 TINY = ["--base-width", "4", "--depth", "2", "--batch-size", "8", "--quiet", "--threads", "1"]
 

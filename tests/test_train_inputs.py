@@ -3,7 +3,6 @@ step, a failure inside the tf.data pipeline that ends the process, checkpoints t
 overwritten or resumed with another model, readable checkpoint files, and a bundle scored only
 on data of its convention and bands. Every job runs as a subprocess, with a timeout."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,16 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.data.l4s import data as l4s_data
 from unet.bundle import Bundle, save_bundle
 from unet.dataset import read_image
 from unet.model import build_unet
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location(
-    "l4s_data", Path(__file__).parent / "data" / "l4s" / "data.py")
-l4s_data = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(l4s_data)
-
 TINY = ["--base-width", "4", "--depth", "2", "--batch-size", "8", "--quiet", "--threads", "1"]
 
 
