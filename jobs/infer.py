@@ -149,6 +149,14 @@ def preload_models(client: Client, model_dir: str, threads: int | None,
             for w in client.scheduler_info()["workers"]]
 
 
+def preload_seconds(client: Client, loading: list) -> float:
+    """Seconds the finished preloads took. Preloading is only a head start: a preload pinned to
+    a worker that died can never run, so the unfinished ones are cancelled, never waited for
+    (the block tasks load the model themselves and report any error of the bundle)."""
+    client.cancel([f for f in loading if f.status != "finished"])
+    return sum(f.result() for f in loading if f.status == "finished")
+
+
 def predict_store(client: Client, job: BlockJob, blocks: list[tuple[int, int]]) -> BlockTimes:
     """Map predict_block over the blocks still to do; returns the tiles and the summed times."""
     futures = client.map(predict_block, [job] * len(blocks), *zip(*blocks, strict=True),
@@ -223,7 +231,7 @@ def run(args: argparse.Namespace) -> dict:
             job = block_job(store, grid, bundle, args, threads)
             blocks = prepare_predictions(store, grid, prediction_identity(job, convention))
             done = predict_store(client, job, blocks)
-            done.load_s += sum(client.gather(loading))
+            done.load_s += preload_seconds(client, loading)
             stages.done("infer")
         stages.done("cluster_close")
         threshold = bundle.threshold if args.threshold is None else args.threshold
