@@ -1,6 +1,7 @@
 """Run a command and measure its wall time and the peak resident memory of its whole process
 tree (the job, the Dask scheduler, nannies and workers), sampled every 0.1 s."""
 
+import os
 import subprocess
 import threading
 import time
@@ -8,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -57,3 +60,13 @@ def run_measured(cmd: list[str], env: dict | None = None, cwd: Path | None = Non
         sampler.join()
     text = log.read_text() if log.name != "null" else ""
     return Measured(rc, wall, peak, text)
+
+
+def env() -> dict:
+    """The environment of every job the bench runs: the repository on the path, TF quiet."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def check(m, what: str, log: Path) -> None:
+    if m.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {m.returncode}): see {log}")

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from bench.training import training_markdown
+
 
 def _f(v: float, digits: int = 1) -> str:
     return f"{v:,.{digits}f}"
@@ -120,10 +122,7 @@ def write_markdown(r: dict, path: Path) -> None:
         lines.append(f"| {s['size']}^2 | {s['tiles']:,} | {_f(s['wall_s'])} | "
                      f"{_f(s['tiles_per_s'])} | {s['ratio_to_ceiling']:.2f} | "
                      f"{s['peak_rss_gib']:.2f} |")
-    lines += ["", "## Training throughput (jobs.train, batch 16, last epoch)", "",
-              "| strategy | samples/s | wall (s) |", "|---|---|---|"]
-    for name, t in r["training"].items():
-        lines.append(f"| {name} | {_f(t['samples_per_s'])} | {_f(t['wall_s'])} |")
+    lines += training_markdown(r)
     lines += _wide(r)
     if "device" in r:
         lines += ["", "## GPU", ""]

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import psutil
 
-from bench.procs import run_measured
+from bench.procs import REPO, check, env, run_measured
 from bench.report import write_markdown
+from bench.training import bench_training, fresh, train_cmd
 
-REPO = Path(__file__).resolve().parent.parent
 TILE = 128
 
 
@@ -55,10 +55,6 @@ def settings(args: argparse.Namespace) -> dict:
     return full
 
 
-def env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
 def machine() -> dict:
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
@@ -75,79 +71,6 @@ def versions() -> dict:
     return {"tensorflow": tf.__version__, "keras": keras.__version__, "dask": dask.__version__,
             "zarr": zarr.__version__, "rasterio": rasterio.__version__,
             "gdal": rasterio.__gdal_version__}
-
-
-def fresh(model_dir: Path) -> Path:
-    """The bench's own training folder, emptied: jobs.train refuses to start over a checkpoint
-    it was not told to resume, and every bench run trains from scratch."""
-    shutil.rmtree(model_dir, ignore_errors=True)
-    return model_dir
-
-
-def train_cmd(cfg: dict, data: Path, out: Path, strategy: str) -> list[str]:
-    return [sys.executable, "-m", "jobs.train", "--data", str(data), "--out", str(out),
-            "--strategy", strategy, "--epochs", str(cfg["train_epochs"]),
-            "--steps-per-epoch", str(cfg["train_steps"]), "--batch-size", "16",
-            "--base-width", str(cfg["width"]), "--depth", str(cfg["depth"]), "--quiet"]
-
-
-def last_rate(model_dir: Path) -> float:
-    """Samples/s of the last epoch (the first also pays for tracing the step functions)."""
-    state = json.loads((model_dir / "checkpoints" / "state.json").read_text())
-    return float(state["history"][-1]["samples_per_second"])
-
-
-def bench_training(cfg: dict, work: Path) -> dict:
-    from simulator.patches import write_patches
-
-    data = work / "patches"
-    if not (data / "dataset.json").exists():
-        write_patches(data, cfg["n_train"], cfg["n_valid"], seed=0)
-    results = {}
-    for name, strategy, extra in (("default", "default", []),
-                                  ("mirrored --replicas 2", "mirrored", ["--replicas", "2"])):
-        out = fresh(work / f"train-{strategy}")
-        m = run_measured(train_cmd(cfg, data, out, strategy) + ["--seed", "0"] + extra,
-                         env=env(), cwd=REPO, log=work / f"train-{strategy}.log")
-        _check(m, f"jobs.train --strategy {strategy}", work / f"train-{strategy}.log")
-        results[name] = {"samples_per_s": last_rate(out), "wall_s": m.wall_s}
-    results["multiworker (2 processes)"] = bench_multiworker(cfg, data, work)
-    return results
-
-
-def bench_multiworker(cfg: dict, data: Path, work: Path) -> dict:
-    import socket
-    import subprocess
-    import time
-
-    ports = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-    workers = [f"127.0.0.1:{p}" for p in ports]
-    out = fresh(work / "train-multiworker")
-    t0 = time.perf_counter()
-    procs = []
-    for i in range(2):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}
-        cmd = train_cmd(cfg, data, out, "multiworker") + ["--threads", "1"]
-        if i:
-            cmd += ["--worker-dir", str(fresh(work / f"multiworker-{i}"))]
-        log = open(work / f"train-multiworker-{i}.log", "w")  # noqa: SIM115
-        procs.append((subprocess.Popen(cmd, env={**env(), "TF_CONFIG": json.dumps(tf_config)},
-                                       cwd=REPO, stdout=log, stderr=subprocess.STDOUT), log))
-    codes = [p.wait(timeout=1800) for p, _ in procs]
-    for _, log in procs:
-        log.close()
-    if any(codes):
-        raise RuntimeError(f"multiworker training failed {codes}: see {work}/train-multiworker-*")
-    return {"samples_per_s": last_rate(out), "wall_s": time.perf_counter() - t0}
-
-
-def _check(m, what: str, log: Path) -> None:
-    if m.returncode != 0:
-        raise RuntimeError(f"{what} failed (exit {m.returncode}): see {log}")
 
 
 def bench_ceiling(cfg: dict, model_dir: Path) -> dict:
@@ -185,7 +108,7 @@ def bench_scene(size: int, model_dir: Path, work: Path, cluster: Path | None = N
            "--model", str(model_dir), "--out", str(out)]
     m = run_measured(cmd + (["--cluster", str(cluster)] if cluster else []), env=env(),
                      cwd=REPO, log=log)
-    _check(m, f"jobs.infer on {size}^2", log)
+    check(m, f"jobs.infer on {size}^2", log)
     report = json.loads((out / "report.json").read_text())
     tiles = (-(-size // TILE)) ** 2
     stages = report["timings"]
@@ -216,7 +139,7 @@ def bench_wide_model(cfg: dict, work: Path) -> dict:
     log = work / f"train-width{width}.log"
     m = run_measured(train_cmd({**cfg, "width": width}, work / "patches", out, "default")
                      + ["--seed", "0"], env=env(), cwd=REPO, log=log)
-    _check(m, f"jobs.train --base-width {width}", log)
+    check(m, f"jobs.train --base-width {width}", log)
     ceiling = bench_ceiling(cfg, out)
     scene = bench_scene(cfg["pipeline"], out, work, name=f"map-width{width}")
     scene["ratio_to_ceiling"] = scene["tiles_per_s"] / ceiling["tiles_per_s"]
