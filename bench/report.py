@@ -12,10 +12,9 @@ def _f(v: float, digits: int = 1) -> str:
 STAGES = {
     "setup_s": "setup: bundle.json, input checks, store plan",
     "cluster_start_s": "start the LocalCluster",
-    "tile_s": "tile: read the GeoTIFF, write the Zarr store",
-    "infer_s": "infer: predict every block (wall)",
+    "blocks_s": "tile and map every block, in one Dask graph (wall)",
     "cluster_close_s": "close the cluster",
-    "stitch_s": "stitch: probabilities and threshold rasters, polygons, burnt mask",
+    "polygons_rasters_s": "merge the blocks' polygons; probability raster, burnt mask",
     "write_s": "write: COGs, GeoPackage, preview",
 }
 WORKER = {
@@ -24,6 +23,7 @@ WORKER = {
     "prepare_s": "normalise",
     "model_s": "the network",
     "write_s": "write probabilities to Zarr",
+    "products_s": "the block's polygons and preview pixels",
 }
 
 
@@ -39,10 +39,14 @@ def _profile(p: dict, c: dict, title: str) -> list[str]:
         if key in p["stages_s"]:
             v = p["stages_s"][key]
             lines.append(f"| {label} | {_f(v)} | {v / wall:.0%} |")
-    lines += ["", "Inside the infer stage, summed over the worker's tasks (two run at once, so the "
-              "sum can exceed the stage's wall time):", "", "| part | s |", "|---|---|"]
+    lines += ["", "Inside the mapping tasks, summed over the workers' tasks (several run at once, "
+              "so the sum can exceed the stage's wall time):", "", "| part | s |", "|---|---|"]
     lines += [f"| {label} | {_f(p['infer_worker_s'][k], 2)} |" for k, label in WORKER.items()
               if k in p["infer_worker_s"]]
+    if "overlap_s" in p:
+        o = p["overlap_s"]
+        lines += ["", f"Tiling tasks ran during {_f(o['tiling_s'])} s, mapping tasks during "
+                  f"{_f(o['mapping_s'])} s, both at once during {_f(o['both_s'])} s."]
     lines += ["", f"The model alone (the ceiling's rate, seam overhead included) would take "
               f"{_f(model_alone)} s of the {_f(wall)} s.", ""]
     return lines
@@ -107,8 +111,8 @@ def write_markdown(r: dict, path: Path) -> None:
         f"| whole job on a {p['size']}^2 scene (GeoTIFF in, COGs + polygons out) | "
         f"{_f(p['tiles_per_s'])} tiles/s in {_f(p['wall_s'])} s |",
         f"| **pipeline / ceiling** | **{p['ratio_to_ceiling']:.2f}** |",
-        f"| infer stage alone (predicted tiles / infer time) | "
-        f"{_f(p['infer_stage_tiles_per_s'])} tiles/s |",
+        f"| tile+map stage alone (predicted tiles / its wall time) | "
+        f"{_f(p['blocks_stage_tiles_per_s'])} tiles/s |",
         f"| seam compute ratio (halo pixels counted) | {p['compute_ratio']:.3f} |",
         "",
         *_profile(p, c, "Where the time of the pipeline run goes"),

@@ -115,9 +115,9 @@ def bench_scene(size: int, model_dir: Path, work: Path, cluster: Path | None = N
     return {"size": size, "tiles": tiles, "wall_s": m.wall_s, "tiles_per_s": tiles / m.wall_s,
             "peak_rss_gib": m.peak_rss_bytes / 2**30, "stages_s": stages,
             "outside_job_s": m.wall_s - stages["total_s"],
-            "infer_worker_s": report["infer_worker_s"],
+            "infer_worker_s": report["infer_worker_s"], "overlap_s": report["overlap_s"],
             "compute_ratio": report["compute_ratio"],
-            "infer_stage_tiles_per_s": report["tiles_predicted"] / stages["infer_s"]}
+            "blocks_stage_tiles_per_s": report["tiles_predicted"] / stages["blocks_s"]}
 
 
 def bench_warm_cluster(size: int, model_dir: Path, work: Path) -> dict:

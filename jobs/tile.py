@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from jobs.cli import Parser, add_scene_options, run_job
-from jobs.cluster import load_cluster_config, open_client
-from jobs.lock import exclusive, store_lock
+from mapping.cluster import load_cluster_config, open_client
+from mapping.lock import exclusive, store_lock
 from tiler.errors import StoreError
 from tiler.run import plan_store, run_plan, tile_input_summary
 from tiler.sources import resolve_input

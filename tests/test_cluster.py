@@ -14,7 +14,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from jobs import tile as tile_job
-from jobs.cluster import (
+from mapping.cluster import (
     ClusterConfigError,
     job_script,
     load_cluster_config,
@@ -216,7 +216,7 @@ class _Scheduler:
 
 
 def test_model_threads_on_a_kept_cluster_follow_the_workers(tmp_path):
-    from jobs.infer import model_resources, tf_threads
+    from mapping.cluster import model_resources, tf_threads
 
     cfg = load_cluster_config(_yaml(tmp_path, "address: tcp://127.0.0.1:8786\n"))
     with_model = _Scheduler({"a": {"nthreads": 4, "resources": {"MODEL": 2}},

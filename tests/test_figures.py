@@ -17,7 +17,7 @@ import rasterio
 from PIL import Image
 from rasterio.crs import CRS
 
-from jobs.outputs import (
+from mapping.outputs import (
     OUTPUTS,
     OWNED,
     check_outputs_owned,
@@ -385,7 +385,7 @@ def _python(code: str) -> str:
 
 
 def test_figure_modules_import_matplotlib_only_to_draw():
-    code = ("import sys, jobs.infer, jobs.evaluate, jobs.outputs, tiler.summary_figure, "
+    code = ("import sys, jobs.infer, jobs.evaluate, mapping.outputs, tiler.summary_figure, "
             "tiler.histograms, unet.figures, unet.matplotlib_guard; "
             "print('matplotlib' in sys.modules)")
     assert _python(code) == "False"

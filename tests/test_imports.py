@@ -10,7 +10,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("module", ["jobs.infer", "jobs.tile", "tiler.run", "tiler.polygons",
+@pytest.mark.parametrize("module", ["jobs.infer", "jobs.tile", "mapping.scene", "tiler.run",
+                                    "tiler.polygons",
                                     "unet.bundle", "unet.predict"])
 def test_importing_does_not_load_tensorflow_or_keras(module):
     code = (f"import sys, {module}; "

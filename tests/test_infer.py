@@ -16,8 +16,8 @@ import rasterio
 import zarr
 from rio_cogeo.cogeo import cog_validate
 
-from jobs.cluster import load_cluster_config
 from jobs.infer import OUTPUTS, main, parse_args, run
+from mapping.cluster import load_cluster_config
 from simulator.scene import write_scene
 from tests.data.model.data import make_bundle
 from unet.bundle import load_bundle, normalize

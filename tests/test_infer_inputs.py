@@ -15,8 +15,8 @@ import rasterio
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 
 from jobs.infer import main
-from jobs.lock import exclusive
-from jobs.outputs import OUTPUTS
+from mapping.lock import exclusive
+from mapping.outputs import OUTPUTS
 from simulator.l4s_release import L4S_RELEASE_SCALE
 from simulator.scene import write_scene
 from tests.data.model.data import make_bundle

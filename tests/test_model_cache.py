@@ -15,8 +15,11 @@ import numpy as np
 import pytest
 import zarr
 
+from mapping.block import BlockJob, map_block
 from simulator.world import simulate_window
 from tests.data.model.data import make_bundle
+from tiler.bands import BANDS
+from tiler.grid import Grid
 from unet import predict
 from unet.bundle import (
     BUNDLE_FILE,
@@ -27,7 +30,7 @@ from unet.bundle import (
     save_bundle,
 )
 from unet.errors import BundleError
-from unet.predict import BlockJob, cached_model, predict_block, predict_window
+from unet.predict import cached_model, predict_window
 
 SIZE = 256
 
@@ -134,7 +137,7 @@ def test_at_most_two_models_per_worker_least_recently_used_dropped(tmp_path, bun
 
 
 def _store(path: Path, image: np.ndarray) -> str:
-    """The arrays predict_block reads and writes, as in a tile store: one block of SIZE px."""
+    """The arrays map_block reads and writes, as in a tile store: one block of SIZE px."""
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     group.create_array("image", data=image, chunks=(14, 128, 128))
     group.create_array("valid", data=np.ones((SIZE, SIZE), np.uint8), chunks=(128, 128))
@@ -144,25 +147,34 @@ def _store(path: Path, image: np.ndarray) -> str:
     return str(path)
 
 
+GRID = Grid("EPSG:32645", (10.0, 0.0, 400000.0, 0.0, -10.0, 3100000.0), SIZE, SIZE, 128, SIZE)
+
+
+def job(store: str, model_dir: Path, model_id: str | None = None) -> BlockJob:
+    return BlockJob(store=store, grid=GRID, model_dir=str(model_dir), threshold=0.5,
+                    min_area_m2=0.0,
+                    bands=tuple(BANDS), preview_step=1, model_id=model_id)
+
+
 def _predict(store: str, job: BlockJob) -> np.ndarray:
     group = zarr.open_group(store, mode="r+")
     group["predicted"][0, 0] = 0
-    predict_block(job, 0, 0)
+    map_block(job, 0, 0)
     return group["probability"][:]
 
 
-def test_predict_block_predicts_with_the_jobs_model_id(tmp_path, bundles, image):
+def test_map_block_predicts_with_the_jobs_model_id(tmp_path, bundles, image):
     a, b = bundles
     model_dir, store = tmp_path / "model", _store(tmp_path / "s.zarr", image)
     id_a = install(a, model_dir)
-    assert BlockJob(store=store, model_dir=str(model_dir)).model_id is None  # the default
-    old = _predict(store, BlockJob(store=store, model_dir=str(model_dir), model_id=id_a))
+    assert job(store, model_dir).model_id is None  # the default
+    old = _predict(store, job(store, model_dir, id_a))
     np.testing.assert_allclose(old, reference(a, image), atol=1e-5)
 
     id_b = install(b, model_dir)
-    new = _predict(store, BlockJob(store=store, model_dir=str(model_dir), model_id=id_b))
+    new = _predict(store, job(store, model_dir, id_b))
     np.testing.assert_allclose(new, reference(b, image), atol=1e-5)
 
     predict._MODELS.clear()  # a worker that never saw model A
     with pytest.raises(BundleError, match="changed under a running job"):
-        _predict(store, BlockJob(store=store, model_dir=str(model_dir), model_id=id_a))
+        _predict(store, job(store, model_dir, id_a))

@@ -2,12 +2,18 @@
 
 The final mask raster is the rasterisation of the kept polygons, so raster and vector always
 agree: a polygon's area equals its pixel count times the pixel area.
+
+Two routes give the same polygons: ``polygonize`` over a whole thresholded raster, or
+``block_polygons`` on each block as it is predicted (in the workers, in pixel coordinates of the
+scene, so shared borders are exact) and ``merge_block_polygons`` at the end: a landslide cut by
+block borders is unioned back into one polygon before the minimum area is applied.
 """
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pyogrio.raw
 import rasterio
@@ -18,8 +24,9 @@ from rasterio.windows import Window
 from shapely.geometry import Polygon, shape
 
 from tiler.grid import Grid
+from tiler.predictions import PROBABILITY
 from tiler.rasters import MASK_NODATA, grid_profile
-from tiler.store import open_group
+from tiler.store import VALID, open_group
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,83 @@ def polygonize(threshold_tif: Path, min_area_m2: float) -> list[Polygon]:
                 continue
             holes = [r for r in poly.interiors if Polygon(r).area >= min_area_m2]
             kept.append(Polygon(poly.exterior, holes))
+    return kept
+
+
+def block_polygons(probability: np.ndarray, threshold: float, grid: Grid, row: int,
+                   col: int, min_area_m2: float = 0.0) -> list[bytes]:
+    """WKB polygons of the pixels >= threshold (4-connected) of block (row, col), in pixel
+    coordinates of the whole scene (integers: the pieces of a landslide cut by a block border
+    share their border exactly). ``probability`` is the block as stored (NaN = nodata).
+
+    Components that lie inside the block (touching none of its borders with another block) and
+    are clearly smaller than ``min_area_m2`` are left out: ``merge_block_polygons`` would drop
+    them anyway, and a noisy map has hundreds of thousands of them."""
+    win = grid.block_window(row, col)
+    y0, x0 = int(win.row_off), int(win.col_off)
+    h = min(int(win.height), grid.height - y0)
+    w = min(int(win.width), grid.width - x0)
+    if h <= 0 or w <= 0:
+        return []
+    binary = (np.nan_to_num(probability[:h, :w], nan=-1.0) >= threshold).astype(np.uint8)
+    if not binary.any():
+        return []
+    if min_area_m2 > 0:
+        _drop_small_inner_components(binary, grid, y0, x0, min_area_m2)
+    where = Affine.translation(x0, y0)
+    return [shapely.to_wkb(shape(g)) for g, _ in
+            rasterio.features.shapes(binary, mask=binary, connectivity=4, transform=where)]
+
+
+def _drop_small_inner_components(binary: np.ndarray, grid: Grid, y0: int, x0: int,
+                                 min_area_m2: float) -> None:
+    """Zero, in place, the 4-connected components of ``binary`` (a block at (y0, x0)) that
+    touch no inner block border and whose area is below ``min_area_m2`` by more than rounding
+    (the borderline ones are left to the polygons' own areas, as ``polygonize`` decides)."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=4)
+    h, w = binary.shape
+    a, b, _, d, e, _ = grid.transform
+    area = stats[:, cv2.CC_STAT_AREA] * abs(a * e - b * d)
+    left, top = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
+    right, bottom = left + stats[:, cv2.CC_STAT_WIDTH], top + stats[:, cv2.CC_STAT_HEIGHT]
+    cut = (((left == 0) & (x0 > 0)) | ((right == w) & (x0 + w < grid.width))
+           | ((top == 0) & (y0 > 0)) | ((bottom == h) & (y0 + h < grid.height)))
+    drop = (area < min_area_m2 * (1 - 1e-6)) & ~cut
+    drop[0] = False  # the background
+    if drop.any():
+        binary[drop[labels]] = 0
+
+
+def merge_block_polygons(pieces: list[bytes], grid: Grid, min_area_m2: float) -> list[Polygon]:
+    """The landslides of the whole scene from the blocks' pixel-coordinate polygons.
+
+    Pieces that reach an inner block border are unioned (pieces that share an edge are one
+    4-connected landslide; pieces meeting at a corner stay apart, as in ``polygonize``); then
+    every polygon goes to the scene's CRS, polygons under ``min_area_m2`` are dropped and smaller
+    holes filled, exactly as ``polygonize`` does. Sorted north to south, then west to east, so
+    the result does not depend on the order in which blocks finished.
+    """
+    if not pieces:
+        return []
+    polys = shapely.from_wkb(np.asarray(pieces, dtype=object))
+    minx, miny, maxx, maxy = shapely.bounds(polys).T
+    b = grid.block
+    cut = (((minx % b == 0) & (minx > 0)) | ((maxx % b == 0) & (maxx < grid.width))
+           | ((miny % b == 0) & (miny > 0)) | ((maxy % b == 0) & (maxy < grid.height)))
+    joined = shapely.get_parts(shapely.union_all(polys[cut])) if cut.any() else []
+    polys = np.concatenate([polys[~cut], np.asarray(joined, dtype=object)])
+    minx, miny, maxx, maxy = shapely.bounds(polys).T
+    polys = polys[np.lexsort((maxx, maxy, minx, miny))]
+    a, bb, c, d, e, f = grid.transform
+    # x = c + col * a + row * b: the order of GDAL's own pixel-to-map transform
+    on_map = shapely.transform(polys, lambda xy: np.stack(
+        [c + xy[:, 0] * a + xy[:, 1] * bb, f + xy[:, 0] * d + xy[:, 1] * e], axis=1))
+    kept = []
+    for poly in on_map:
+        if poly.area < min_area_m2:
+            continue
+        holes = [r for r in poly.interiors if Polygon(r).area >= min_area_m2]
+        kept.append(Polygon(poly.exterior, holes))
     return kept
 
 
@@ -95,6 +179,33 @@ def burn_mask(store: str | Path, grid: Grid, polygons: list[Polygon], path: Path
             out = (labels > 0).astype(np.uint8)
             out[valid[y0:y1, : grid.width] == 0] = MASK_NODATA
             dst.write(out, 1, window=window)
+
+
+def write_rasters(store: str | Path, grid: Grid, polygons: list[Polygon], probability_tif: Path,
+                  mask_tif: Path) -> np.ndarray:
+    """One pass over the store's probabilities, a block row at a time: the probability GeoTIFF,
+    the mask burnt from ``polygons`` (as ``burn_mask``) and each polygon's mean probability (as
+    ``mean_probabilities``), which it returns. The polygons are rasterised once for both."""
+    group = open_group(store)
+    prob, valid = group[PROBABILITY], group[VALID]
+    n = len(polygons)
+    sums, counts = np.zeros(n + 1), np.zeros(n + 1)
+    strips = label_strips(polygons, Affine(*grid.transform), grid.height, grid.width, grid.block)
+    with (rasterio.open(probability_tif, "w", **grid_profile(grid, "float32", np.nan)) as pdst,
+          rasterio.open(mask_tif, "w", **grid_profile(grid, "uint8", MASK_NODATA)) as mdst):
+        for window, labels in strips:
+            y0, y1 = window.row_off, window.row_off + window.height
+            p = prob[y0:y1, : grid.width]
+            pdst.write(p, 1, window=window)
+            if labels.any():
+                sel = (labels > 0) & np.isfinite(p)
+                sums += np.bincount(labels[sel], weights=p[sel], minlength=n + 1)
+                counts += np.bincount(labels[sel], minlength=n + 1)
+            out = (labels > 0).astype(np.uint8)
+            out[valid[y0:y1, : grid.width] == 0] = MASK_NODATA
+            mdst.write(out, 1, window=window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts[1:] > 0, sums[1:] / counts[1:], np.nan)
 
 
 def write_polygons(path: Path, landslides: Landslides, crs_wkt: str) -> None:

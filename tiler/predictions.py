@@ -50,6 +50,30 @@ def prepare_predictions(store: str | Path, grid: Grid, identity: dict) -> list[t
     return [(int(r), int(c)) for r, c in zip(*np.nonzero(flags == 0), strict=True)]
 
 
+def is_predicted(store: str | Path, row: int, col: int) -> bool:
+    """Whether block (row, col) of the store's probabilities is written (its flag is set)."""
+    return bool(zarr.open_group(str(store), mode="r", zarr_format=3)[PREDICTED][row, col])
+
+
+def write_block_probability(store: str | Path, grid: Grid, row: int, col: int,
+                            probability: np.ndarray) -> None:
+    """Write block (row, col) of ``probability`` (a whole shard), then set its flag: a task
+    that dies part-way leaves the flag unset and the block is simply predicted again."""
+    win = grid.block_window(row, col)
+    group = zarr.open_group(str(store), mode="r+", zarr_format=3)
+    group[PROBABILITY][win.row_off:win.row_off + win.height,
+                       win.col_off:win.col_off + win.width] = probability
+    group[PREDICTED][row, col] = 1
+
+
+def read_block_probability(store: str | Path, grid: Grid, row: int, col: int) -> np.ndarray:
+    """Block (row, col) of ``probability`` (NaN where nothing was predicted)."""
+    win = grid.block_window(row, col)
+    prob = zarr.open_group(str(store), mode="r", zarr_format=3)[PROBABILITY]
+    return np.asarray(prob[win.row_off:win.row_off + win.height,
+                           win.col_off:win.col_off + win.width])
+
+
 def _create(group: zarr.Group, grid: Grid, identity: dict) -> None:
     tile = grid.tile
     prob = group.create_array(

@@ -32,6 +32,38 @@ def decimated_rgb(store: str | Path, grid: Grid, step: int) -> tuple[np.ndarray,
     return np.concatenate(rows), np.concatenate(masks)
 
 
+def preview_step(grid: Grid, max_size: int = 1024) -> int:
+    """The decimation that fits the scene's longer side into ``max_size`` preview pixels."""
+    return max(1, -(-max(grid.height, grid.width) // max_size))
+
+
+def decimate_block(image: np.ndarray, valid: np.ndarray, grid: Grid, row: int, col: int,
+                   step: int, bands: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The preview's pixels (every step-th of the scene) that fall in block (row, col), from the
+    block's image (bands, h, w) and valid (h, w) in memory: what ``decimated_rgb`` reads from the
+    store for that block, so a job can assemble its preview from its blocks as they pass."""
+    win = grid.block_window(row, col)
+    y0, x0 = int(win.row_off), int(win.col_off)
+    y1 = min(y0 + int(win.height), grid.height)
+    x1 = min(x0 + int(win.width), grid.width)
+    rows = slice(-(-y0 // step) * step - y0, max(y1 - y0, 0), step)
+    cols = slice(-(-x0 // step) * step - x0, max(x1 - x0, 0), step)
+    idx = [bands.index(b) for b in RGB]
+    rgb = np.moveaxis(image[idx][:, rows, cols], 0, -1)
+    return np.ascontiguousarray(rgb), valid[rows, cols] == 1
+
+
+def assemble_blocks(pieces: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The decimated scene from every block's ``decimate_block`` pieces, keyed (row, col)."""
+    rows = sorted({r for r, _ in pieces})
+    cols = sorted({c for _, c in pieces})
+    rgb = np.concatenate([np.concatenate([pieces[r, c][0] for c in cols], axis=1)
+                          for r in rows])
+    ok = np.concatenate([np.concatenate([pieces[r, c][1] for c in cols], axis=1) for r in rows])
+    return rgb, ok
+
+
 def stretch(rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """2-98 percentile stretch per channel to uint8; nodata black."""
     out = np.zeros(rgb.shape, dtype=np.uint8)
@@ -48,8 +80,14 @@ def stretch(rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:
 def write_preview(
     store: str | Path, grid: Grid, polygons: list[Polygon], path: Path, max_size: int = 1024
 ) -> None:
-    step = max(1, -(-max(grid.height, grid.width) // max_size))
+    step = preview_step(grid, max_size)
     rgb, valid = decimated_rgb(store, grid, step)
+    render_preview(rgb, valid, step, grid, polygons, path)
+
+
+def render_preview(rgb: np.ndarray, valid: np.ndarray, step: int, grid: Grid,
+                   polygons: list[Polygon], path: Path) -> None:
+    """The PNG: the decimated RGB stretched, the landslides outlined."""
     img = np.ascontiguousarray(stretch(rgb, valid)[..., ::-1])  # OpenCV wants BGR
     to_px = ~Affine(*grid.transform)
     for poly in polygons:

@@ -116,6 +116,16 @@ def run_plan(plan: Plan, client: Client | None, *, progress: bool = True) -> Til
     finally:
         if bar is not None:
             bar.close()
+    return finish_plan(plan, valid_pixels)
+
+
+def finish_plan(plan: Plan, valid_pixels: int) -> TileResult:
+    """Once every block of the plan is written (``valid_pixels`` counted over them): mark the
+    store complete, or, when a store this run created holds no valid pixel at all, delete it
+    and raise InputError (an empty scene is bad input, not an empty map)."""
+    total = len(plan.spec.grid.blocks())
+    if plan.already_complete:
+        return TileResult(plan.store, total, 0, True, 0)
     if plan.created and valid_pixels == 0:
         remove_store(plan.store)
         raise InputError(f"{plan.spec.source}: the scene is empty (no valid pixel in any block)")
@@ -147,4 +157,5 @@ def tile_input_summary(result: TileResult) -> str:
             f"({result.valid_pixels} valid pixels)")
 
 
-__all__ = ["TileResult", "tile_block", "tile_scene", "tile_input_summary"]
+__all__ = ["Plan", "TileResult", "finish_plan", "plan_store", "run_plan", "tile_block",
+           "tile_scene", "tile_input_summary"]

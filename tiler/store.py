@@ -177,6 +177,14 @@ def open_tiles(path: str | Path, *, require_complete: bool = True) -> xr.Dataset
     return xr.open_zarr(str(path), consolidated=False)
 
 
+def read_window(path: str | Path, ys: slice, xs: slice) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` (14, h, w) float32 and ``valid`` (h, w) uint8 of any window of the store
+    (e.g. a block with its halo of context)."""
+    with zarr.config.set({"async.concurrency": ZARR_CONCURRENCY}):
+        group = zarr.open_group(str(path), mode="r", zarr_format=3)
+        return np.asarray(group[IMAGE][:, ys, xs]), np.asarray(group[VALID][ys, xs])
+
+
 def load_block(path: str | Path, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
     """Image (14, h, w) float32 and valid (h, w) uint8 of one 1024-px block (one shard)."""
     grid = store_grid(path)

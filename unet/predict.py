@@ -1,11 +1,8 @@
-"""The function Dask maps over the blocks of a tile store: predict one block, write it back.
+"""Prediction on arrays: a window of the scene (bands first, as stored) in, probabilities out.
 
-Seam-free by construction: each 1024 x 1024 output block is predicted from the block plus a halo
-of context on every side that lies inside the scene (the outer edge of the scene gets no halo, as
-in one pass over the whole scene), and only the centre is kept. A halo of 32 px around a 1024 px
-block costs (1088 / 1024)^2 = 1.13 times the compute of non-overlapping tiles. The window is run
-through the fully convolutional network in one call: the tiles of a block form one large batch
-without any seam between them.
+The window is run through the fully convolutional network in one call: the tiles of a block
+form one large batch without any seam between them. Where windows come from (a tile store, a
+block and its halo) is the caller's business (``mapping.block``); this module sees arrays only.
 
 The model is loaded once per worker process, lazily on first use, and cached by model directory
 AND the bundle's model_id (a kept cluster outlives a retraining into the same directory: the new
@@ -18,13 +15,11 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import numpy as np
-import zarr
 
-from unet.bundle import MODEL_FILE, Bundle, _file_id, load_bundle, normalize, read_bundle
+from unet.bundle import MODEL_FILE, Bundle, _file_id, load_bundle, read_bundle
 from unet.errors import BundleError
 from unet.matplotlib_guard import matplotlib_kept_out
 
@@ -34,23 +29,6 @@ _MODELS: OrderedDict[tuple[str, str], tuple[object, Bundle]] = OrderedDict()
 MODELS_PER_WORKER = 2
 """Models kept per process: the current one and the one before it (jobs of an older bundle may
 still be running when a newer one arrives). Older ones are dropped."""
-
-
-@dataclass(frozen=True)
-class BlockJob:
-    """Everything a worker needs to predict a block; small and picklable."""
-
-    store: str
-    model_dir: str
-    halo: int = 32
-    tta: bool = False
-    intra_op_threads: int | None = None
-    scale: tuple[float, ...] | None = None
-    """Optional per-band harmonisation applied before normalisation: x * scale + offset."""
-    offset: tuple[float, ...] | None = None
-    model_id: str | None = None
-    """The bundle's model_id the job was planned with (bundle.json); the worker refuses to
-    predict with another. None: whatever model_dir holds when the worker looks."""
 
 
 def _configure_threads(intra_op: int | None) -> None:
@@ -165,77 +143,28 @@ def predict_window(model, x: np.ndarray, tta: bool = False) -> np.ndarray:
     return (total / 8.0).astype(np.float32)
 
 
-def block_context(
-    row: int, col: int, block: int, halo: int, height: int, width: int
-) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
-    """The window read for a block (block plus halo, clipped to the store) and the block inside it.
+def normalized_window(image: np.ndarray, ok: np.ndarray, bundle: Bundle,
+                      scale: tuple[float, ...] | None = None,
+                      offset: tuple[float, ...] | None = None) -> np.ndarray:
+    """The network's input for a bands-first float32 window (bands, h, w), channels last.
 
-    Returns ((ya, yb, xa, xb) read window, (cy0, cy1, cx0, cx1) block within that window).
+    Optional harmonisation ``x * scale + offset`` per band, then the bundle's normalisation,
+    then 0 where ``ok`` is False. Works in place on ``image`` (which it owns after the call),
+    band by band on contiguous planes: the same float32 operations as ``normalize`` on the
+    channels-last view, so bitwise the same result, at a third of its time on a 1088 px window.
     """
-    y0, x0 = row * block, col * block
-    y1, x1 = min(y0 + block, height), min(x0 + block, width)
-    ya, yb = max(0, y0 - halo), min(height, y1 + halo)
-    xa, xb = max(0, x0 - halo), min(width, x1 + halo)
-    return (ya, yb, xa, xb), (y0 - ya, y1 - ya, x0 - xa, x1 - xa)
-
-
-@dataclass
-class BlockTimes:
-    """What one predict_block call did and where its time went (seconds, on the worker)."""
-
-    tiles: int = 0
-    load_s: float = 0.0
-    """Importing TensorFlow and loading the model: paid by the first block on each worker."""
-    read_s: float = 0.0
-    prepare_s: float = 0.0
-    model_s: float = 0.0
-    write_s: float = 0.0
-
-    def __add__(self, other: "BlockTimes") -> "BlockTimes":
-        return BlockTimes(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
-
-
-def predict_block(job: BlockJob, row: int, col: int) -> BlockTimes:
-    """Predict block (row, col) of job.store into its `probability` array.
-
-    Idempotent: a block whose flag is set is skipped (0 tiles), and the flag is set only after
-    the block's shard is written, so a task that dies part-way is simply run again.
-    """
-    times, last = BlockTimes(), time.perf_counter()
-
-    def lap() -> float:
-        nonlocal last
-        now = time.perf_counter()
-        spent, last = now - last, now
-        return spent
-
-    group = zarr.open_group(job.store, mode="r+")
-    flags = group["predicted"]
-    if flags[row, col] == 1:
-        return times
-    image, valid, prob = group["image"], group["valid"], group["probability"]
-    block = prob.shards[0]
-    _, height, width = image.shape
-    (ya, yb, xa, xb), (cy0, cy1, cx0, cx1) = block_context(row, col, block, job.halo, height, width)
-    ok = valid[ya:yb, xa:xb].astype(bool)
-    p = np.full(ok.shape, np.nan, dtype=np.float32)
-    if ok[cy0:cy1, cx0:cx1].any():
-        times.read_s += lap()
-        model, bundle = cached_model(job.model_dir, job.intra_op_threads, job.model_id)
-        times.load_s = lap()
-        x = np.moveaxis(image[:, ya:yb, xa:xb], 0, -1)
-        times.read_s += lap()
-        if job.scale is not None:
-            x = x * np.asarray(job.scale, np.float32) + np.asarray(job.offset, np.float32)
-        x = normalize(x, bundle)
-        x[~ok] = 0.0
-        times.prepare_s = lap()
-        p = predict_window(model, x, job.tta)
-        p[~ok] = np.nan
-        times.model_s = lap()
-    prob[ya + cy0 : ya + cy1, xa + cx0 : xa + cx1] = p[cy0:cy1, cx0:cx1]
-    flags[row, col] = 1
-    times.write_s = lap()
-    tile = prob.chunks[0]
-    times.tiles = int(-(-(cy1 - cy0) // tile) * -(-(cx1 - cx0) // tile))
-    return times
+    if image.shape[0] != len(bundle.bands):
+        raise BundleError(f"input has {image.shape[0]} bands, the bundle expects "
+                          f"{len(bundle.bands)} ({', '.join(bundle.bands)})")
+    x = np.asarray(image, dtype=np.float32)
+    planes = (slice(None), None, None)
+    if scale is not None:
+        x *= np.asarray(scale, np.float32)[planes]
+        x += np.asarray(offset, np.float32)[planes]
+    std = bundle.std
+    std = np.where(std > 0, std, np.float32(1.0))
+    x -= bundle.mean[planes]
+    x /= std[planes]
+    np.clip(x, -bundle.clip, bundle.clip, out=x)
+    x[:, ~ok] = 0.0
+    return np.ascontiguousarray(np.moveaxis(x, 0, -1))

@@ -290,3 +290,25 @@ def open_client(config: ClusterConfig | None = None) -> Iterator[Any]:
             client = Client(cluster, security=security)
         with client:
             yield client
+
+
+def model_resources(client) -> dict[str, int] | None:
+    """{MODEL: 1} (each model task takes one unit) when every worker declares that resource,
+    else None (no restriction)."""
+    workers = client.scheduler_info()["workers"].values()
+    if workers and all(MODEL_SLOT in w.get("resources", {}) for w in workers):
+        return {MODEL_SLOT: 1}
+    return None
+
+
+def tf_threads(config: ClusterConfig, client) -> int | None:
+    """TensorFlow intra-op threads of a worker's one pool, which the worker's model tasks share
+    (as many at once as its MODEL units). On the embedded cluster: the machine's cores shared
+    among the worker processes. On other clusters whose workers all declare MODEL (`dask worker
+    --resources MODEL=2`): each worker's thread count. None elsewhere: the worker decides."""
+    if config.kind == "local":
+        workers, _ = config.local.sized()
+        return max(1, (os.cpu_count() or 1) // workers)
+    if model_resources(client) is None:
+        return None
+    return min(w["nthreads"] for w in client.scheduler_info()["workers"].values())

@@ -1,0 +1,123 @@
+"""One Dask graph for a scene: tiling and mapping overlap.
+
+Mapping a block needs only the block and its halo in the store, so each block's ``map_block``
+task depends on the tiling tasks of the block and its eight neighbours, not on the whole scene:
+the model starts on the first blocks while later ones are still being read, and every block's
+polygons and preview pixels are made by the task that has it in memory. The client only submits
+and watches. Tiling tasks are submitted first, in row-major order, so rows of blocks complete
+(and free their mapping tasks) in order.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from distributed import Client, Future, as_completed
+from tqdm import tqdm
+
+from mapping.block import BlockJob, BlockResult, BlockTimes, map_block
+from mapping.cluster import model_resources
+from tiler.run import Plan, tile_block
+from tiler.sources import SceneSpec
+from unet.predict import preload
+
+
+@dataclass
+class GraphResult:
+    """What the graph made: the blocks' products and the profile of its tasks."""
+
+    times: BlockTimes = field(default_factory=BlockTimes)
+    polygons: list[bytes] = field(default_factory=list)
+    preview: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    valid_pixels: int = 0
+    """Counted over the blocks tiled by this run."""
+    tile_spans: list[tuple[float, float]] = field(default_factory=list)
+    map_spans: list[tuple[float, float]] = field(default_factory=list)
+
+    def overlap(self) -> dict[str, float]:
+        """Seconds during which some tiling task ran, some mapping task ran, and both."""
+        tiles, maps = _union(self.tile_spans), _union(self.map_spans)
+        both = sum(max(0.0, min(b, d) - max(a, c)) for a, b in tiles for c, d in maps)
+        return {"tiling_s": sum(b - a for a, b in tiles),
+                "mapping_s": sum(b - a for a, b in maps), "both_s": both}
+
+
+def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[list[float]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return [(a, b) for a, b in merged]
+
+
+def tile_task(row: int, col: int, spec: SceneSpec, store: str) -> tuple[int, tuple[float, float]]:
+    """``tile_block`` with its wall-clock span: (valid pixels, (start, end))."""
+    start = time.time()
+    return tile_block(row, col, spec, store), (start, time.time())
+
+
+def neighbours(row: int, col: int) -> list[tuple[int, int]]:
+    return [(row + dr, col + dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]
+
+
+def run_graph(client: Client, plan: Plan | None, job: BlockJob) -> GraphResult:
+    """Tile the plan's blocks (none when ``plan`` is None) and map every block of the scene,
+    as one graph; returns the products. On any failure the graph is cancelled and the error
+    raised; the store keeps every block finished so far (flags), so a re-run resumes."""
+    grid = job.grid
+    tiling: dict[tuple[int, int], Future] = {}
+    if plan is not None:
+        for r, c in plan.todo:
+            tiling[r, c] = client.submit(tile_task, r, c, plan.spec, str(plan.store), pure=False)
+    resources = model_resources(client)
+    mapping = [client.submit(map_block, job, r, c,
+                             *[tiling[n] for n in neighbours(r, c) if n in tiling],
+                             pure=False, resources=resources)
+               for r, c in grid.blocks()]
+    result = GraphResult()
+    futures = [*tiling.values(), *mapping]
+    try:
+        with tqdm(total=len(futures), unit="task", desc="tile+map", file=sys.stderr) as bar:
+            for future in as_completed(futures):
+                _collect(result, future.result())
+                bar.update(1)
+    except BaseException:
+        client.cancel(futures)
+        raise
+    return result
+
+
+def _collect(result: GraphResult, done: BlockResult | tuple[int, tuple[float, float]]) -> None:
+    if isinstance(done, BlockResult):
+        result.times += done.times
+        result.polygons.extend(done.polygons)
+        result.preview[done.row, done.col] = done.preview
+        result.map_spans.append(done.span)
+    else:
+        pixels, span = done
+        result.valid_pixels += pixels
+        result.tile_spans.append(span)
+
+
+def preload_models(client: Client, model_dir: str, threads: int | None,
+                   model_id: str) -> list[Future]:
+    """One task per worker that imports TensorFlow and loads the model while the scene is being
+    tiled, so the first blocks do not wait for it (workers that join later load on first use)."""
+    path = str(Path(model_dir).resolve())
+    return [client.submit(preload, path, threads, model_id, workers=[w],
+                          allow_other_workers=False, pure=False)
+            for w in client.scheduler_info()["workers"]]
+
+
+def preload_seconds(client: Client, loading: list[Future]) -> float:
+    """Seconds the finished preloads took. Preloading is only a head start: a preload pinned to
+    a worker that died can never run, so the unfinished ones are cancelled, never waited for
+    (the block tasks load the model themselves and report any error of the bundle)."""
+    client.cancel([f for f in loading if f.status != "finished"])
+    return sum(f.result() for f in loading if f.status == "finished")

@@ -1,0 +1,44 @@
+"""The user-facing files of a mapped scene, from the blocks' products and the store.
+
+Written under the job's temporary folder (``mapping.outputs.work_folder``): the polygons merged
+across block borders, one pass over the store's probabilities for the probability raster, the
+mask burnt from the polygons and each polygon's mean probability, then the COGs, the GeoPackage
+and the preview assembled from the blocks' pixels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mapping.graph import GraphResult
+from tiler.grid import Grid
+from tiler.polygons import Landslides, merge_block_polygons, write_polygons, write_rasters
+from tiler.preview import assemble_blocks, render_preview
+from tiler.rasters import to_cog
+from tiler.summary_figure import write_summary_figure
+
+
+def landslides(store: Path, grid: Grid, graph: GraphResult, work: Path,
+               min_area_m2: float) -> Landslides:
+    """The scene's landslides, with the probability and mask rasters (not yet COGs) in work."""
+    polygons = merge_block_polygons(graph.polygons, grid, min_area_m2)
+    mean = write_rasters(store, grid, polygons, work / "probability.raw.tif",
+                         work / "mask.raw.tif")
+    return Landslides(polygons=polygons,
+                      areas_m2=np.array([p.area for p in polygons], dtype=np.float64),
+                      mean_probability=mean)
+
+
+def write_outputs(store: Path, grid: Grid, graph: GraphResult, work: Path, found: Landslides,
+                  step: int, threshold: float, figure: bool) -> None:
+    """COGs, polygons, preview (and summary.png when ``figure``), under work."""
+    to_cog(work / "probability.raw.tif", work / "probability.tif", "AVERAGE")
+    to_cog(work / "mask.raw.tif", work / "mask.tif", "NEAREST")
+    write_polygons(work / "landslides.gpkg", found, grid.crs_wkt)
+    rgb, valid = assemble_blocks(graph.preview)
+    render_preview(rgb, valid, step, grid, found.polygons, work / "preview.png")
+    if figure:
+        write_summary_figure(work / "preview.png", store, grid, found, threshold,
+                             work / "summary.png")
