@@ -1,5 +1,6 @@
-"""python -m jobs.synth {patches,scene,baseline} OUT: synthetic Landslide4Sense patches, whole
-synthetic scenes, and the NDVI-and-slope threshold baseline on a patch set.
+"""python -m jobs.synth {patches,scene,event,baseline} OUT: synthetic Landslide4Sense patches,
+whole synthetic scenes, an event (two overlapping granules, before and after), and the
+NDVI-and-slope threshold baseline on a patch set.
 
 Bad arguments and unusable paths end with one line on stderr and exit status 2.
 """
@@ -62,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     for q in (pp, sp):
         q.add_argument("--workers", type=_positive, default=None,
                        help="simulation threads (default: CPUs, at most 4)")
+    ep = sub.add_parser("event", help="two overlapping L2A granules of one event (with SCL), "
+                                      "their pre-event products, a DEM, truths, event.json")
+    ep.add_argument("out", type=Path, help="output folder")
+    ep.add_argument("--height", type=_positive, default=1024, help="granule rows (10 m)")
+    ep.add_argument("--width", type=_positive, default=1024, help="granule columns (10 m)")
+    ep.add_argument("--overlap", type=_positive, default=256,
+                    help="columns shared by granules A and B (width - overlap must be a "
+                         "multiple of 6: the 60 m grids of the two granules coincide)")
+    ep.add_argument("--seed", type=_seed, default=0)
     bp = sub.add_parser("baseline", help="fit NDVI/slope thresholds on TrainData, score ValidData")
     bp.add_argument("out", type=Path, help="a patch set written by `patches`")
     return p
@@ -110,6 +120,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"nodata {100 * info.nodata_fraction:.1f}%) in {time.perf_counter() - t:.1f} s")
             if not args.stack_only:
                 _write_products(info.scene, args.out)
+        elif args.command == "event":
+            from simulator.event import write_event
+
+            _out_dir(parser, args.out)
+            t = time.perf_counter()
+            info = write_event(args.out, seed=args.seed, height=args.height, width=args.width,
+                               overlap=args.overlap)
+            print(f"wrote {info.manifest} ({info.summary}) in {time.perf_counter() - t:.1f} s")
         else:
             from simulator.baseline import evaluate_threshold, fit_threshold
 
