@@ -4,8 +4,9 @@ Mapping a block needs only the block and its halo in the store, so each block's 
 task depends on the tiling tasks of the block and its eight neighbours, not on the whole scene:
 the model starts on the first blocks while later ones are still being read, and every block's
 polygons and preview pixels are made by the task that has it in memory. The client only submits
-and watches. Tiling tasks are submitted first, in row-major order, so rows of blocks complete
-(and free their mapping tasks) in order.
+and watches. Tasks are submitted row by row (tiling of row r + 1, then mapping of row r), and
+Dask runs ready tasks in submission order: a row is mapped as soon as its halo is tiled, and the
+store holds few blocks that wait for the model.
 """
 
 from __future__ import annotations
@@ -71,15 +72,26 @@ def run_graph(client: Client, plan: Plan | None, job: BlockJob) -> GraphResult:
     as one graph; returns the products. On any failure the graph is cancelled and the error
     raised; the store keeps every block finished so far (flags), so a re-run resumes."""
     grid = job.grid
-    tiling: dict[tuple[int, int], Future] = {}
-    if plan is not None:
-        for r, c in plan.todo:
-            tiling[r, c] = client.submit(tile_task, r, c, plan.spec, str(plan.store), pure=False)
+    todo = set(plan.todo) if plan is not None else set()
     resources = model_resources(client)
-    mapping = [client.submit(map_block, job, r, c,
-                             *[tiling[n] for n in neighbours(r, c) if n in tiling],
-                             pure=False, resources=resources)
-               for r, c in grid.blocks()]
+    tiling: dict[tuple[int, int], Future] = {}
+    mapping: list[Future] = []
+
+    def tile_row(r: int) -> None:
+        for c in range(grid.n_block_cols):
+            if (r, c) in todo:
+                tiling[r, c] = client.submit(tile_task, r, c, plan.spec, str(plan.store),
+                                             pure=False)
+
+    # Submission order is Dask's priority: the blocks of row r are mapped as soon as rows
+    # r - 1 .. r + 1 are tiled, before the tiling of the rows below them.
+    tile_row(0)
+    for r in range(grid.n_block_rows):
+        tile_row(r + 1)
+        mapping += [client.submit(map_block, job, r, c,
+                                  *[tiling[n] for n in neighbours(r, c) if n in tiling],
+                                  pure=False, resources=resources)
+                    for c in range(grid.n_block_cols)]
     result = GraphResult()
     futures = [*tiling.values(), *mapping]
     try:

@@ -10,8 +10,11 @@ after a crash recomputes only the blocks that were not written.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,22 +137,37 @@ def map_scene(request: MapRequest) -> dict:
         clear_earlier_outputs(out)
         threshold = bundle.threshold if request.threshold is None else request.threshold
         stages.done("setup")
-        with open_client(config) as client:
+        with ExitStack() as cluster:
+            client = cluster.enter_context(open_client(config))
             print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
             stages.done("cluster_start")
             graph, tiled, job, blocks = _map_blocks(request, client, config, plan, store,
                                                     bundle, convention, threshold, stages)
-        stages.done("cluster_close")
+            closing = _close_in_background(cluster.pop_all())
         work = work_folder(out)
         found = landslides(store, job.grid, graph, work, request.min_area)
         stages.done("polygons_rasters")
         write_outputs(store, job.grid, graph, work, found, job.preview_step, threshold,
                       request.figure)
         stages.done("write")
+        closing.join()
+        stages.done("cluster_close")
         result = report(request, out, store, bundle, job, threshold, blocks, graph, found,
                         stages.timings(), tiled)
         publish(out, work, result)
     return result
+
+
+def _close_in_background(cluster: ExitStack) -> threading.Thread:
+    """Shut the cluster down while the client writes the outputs (a LocalCluster takes a
+    second or two to stop its workers; nothing of it is needed any more)."""
+    def close() -> None:
+        with contextlib.suppress(Exception):
+            cluster.close()
+
+    closing = threading.Thread(target=close, name="close-cluster")
+    closing.start()
+    return closing
 
 
 def _map_blocks(request: MapRequest, client, config: ClusterConfig, plan: Plan | None,
