@@ -127,18 +127,23 @@ def _surface(ab: dict[str, np.ndarray], pure: tuple[np.ndarray, ...], pure_cls: 
     return out
 
 
-def simulate_window(seed: int, row0: int, col0: int, height: int,
-                    width: int) -> tuple[np.ndarray, np.ndarray]:
+def simulate_window(seed: int, row0: int, col0: int, height: int, width: int, *,
+                    landslides: bool = True, clouds: bool = True) -> tuple[np.ndarray,
+                                                                          np.ndarray]:
     """Image float32 (14, H, W) in ``tiler.bands`` order and convention, and mask uint8 (H, W).
 
     Row and column indices are global pixel indices of the seed's world (10 m pixels, rows
-    running south); any integers work, negative included.
+    running south); any integers work, negative included. ``landslides=False`` renders the
+    same window before its landslides happened (same terrain and land cover, empty mask);
+    ``clouds=False`` without the world's cumulus (``simulator.event`` draws its own sky).
     """
     if height <= 0 or width <= 0:
         raise ValueError(f"window must be non-empty, got {height} x {width}")
     grid = terrain_grid(seed, row0, col0, height, width)
     ls = landslides_near(seed, grid, row0, col0, height, width)
     scar, ls_gain, wet = rasterize(ls, row0, col0, height, width)
+    if not landslides:
+        scar[...] = False
     img = np.empty((N_BANDS, height, width), dtype=np.float32)
     mask = np.empty((height, width), dtype=np.uint8)
     # Pixel-wise layers row-chunk by row-chunk: the work is memory-bound, and chunks that stay
@@ -147,14 +152,15 @@ def simulate_window(seed: int, row0: int, col0: int, height: int,
         n = min(CHUNK, height - i)
         rows = slice(i, i + n)
         _pixels(seed, grid, row0 + i, col0, n, width, scar[rows], ls_gain[rows], wet[rows],
-                img[:, rows], mask[rows])
+                img[:, rows], mask[rows], clouds=clouds)
     return img, mask
 
 
 def _pixels(seed: int, grid: TerrainGrid, row0: int, col0: int, height: int, width: int,
             scar: np.ndarray, ls_gain: np.ndarray, wet: np.ndarray, img: np.ndarray,
-            mask: np.ndarray) -> None:
-    """Fill ``img`` (14, h, w) and ``mask`` for one row chunk of the window."""
+            mask: np.ndarray, *, clouds: bool = True) -> None:
+    """Fill ``img`` (14, h, w) and ``mask`` for one row chunk of the window (``clouds=False``:
+    without the world's cumulus)."""
     f32 = np.float32
     gr, gc = row0 - grid.row0, col0 - grid.col0
     inner = (slice(gr, gr + height), slice(gc, gc + width))
@@ -175,7 +181,8 @@ def _pixels(seed: int, grid: TerrainGrid, row0: int, col0: int, height: int, wid
     gain = (f32(0.9) + f32(0.2) * tex) * illum
     del tex, illum
     gain[scar] *= ls_gain[scar]
-    alpha = _clouds(seed, row0, col0, height, width)
+    alpha = (_clouds(seed, row0, col0, height, width) if clouds
+             else np.zeros((height, width), np.float32))
     cloudy = np.nonzero(alpha > 0)
     a_c = alpha[cloudy]
     cloud_gain = (f32(0.85) + f32(0.3) * value_noise(seed, 54, row0, col0, height, width, 16))
