@@ -129,3 +129,19 @@ def read_safe(folder: str | Path) -> SafeProduct:
         native = [p for r, p in options if r == NATIVE_RES[band]]
         files[band] = native[0] if native else min(options, key=lambda o: o[0])[1]
     return SafeProduct(folder, level, baseline, quantification, offsets, files)
+
+
+def sensing_date(folder: str | Path) -> str | None:
+    """The product's sensing start (``PRODUCT_START_TIME`` of MTD_MSIL1C/2A.xml, ISO 8601 UTC),
+    or None when the folder has no readable metadata or the field is missing."""
+    mtd = find_metadata(Path(folder))
+    if mtd is None:
+        return None
+    try:
+        root = ET.parse(mtd).getroot()
+    except (ET.ParseError, OSError):
+        return None
+    for el in _iter_local(root, "PRODUCT_START_TIME"):
+        if el.text and el.text.strip():
+            return el.text.strip()
+    return None
