@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The CLI's parser (subcommands patches, scene, baseline)."""
     from simulator.patches import DEFAULT_N_TRAIN, DEFAULT_N_VALID
     from simulator.scene import DEFAULT_HEIGHT, DEFAULT_WIDTH
+    from simulator.worlds import DEFAULT_WORLD, WORLDS
     from tiler.bands import CONVENTION, CONVENTIONS
 
     p = Parser(prog="python -m jobs.synth", description=__doc__.split("\n\n")[0])
@@ -63,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     for q in (pp, sp):
         q.add_argument("--workers", type=_positive, default=None,
                        help="simulation threads (default: CPUs, at most 4)")
+        q.add_argument("--world", choices=WORLDS, default=DEFAULT_WORLD,
+                       help="which simulated world (default %(default)s); monsoon is "
+                            "deliberately different (spectra, more small landslides, other "
+                            "confusers), to measure how a model generalises")
     ep = sub.add_parser("event", help="two overlapping L2A granules of one event (with SCL), "
                                       "their pre-event products, a DEM, truths, event.json")
     ep.add_argument("out", type=Path, help="output folder")
@@ -104,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
 
             _out_dir(parser, args.out)
             t = time.perf_counter()
-            ps = write_patches(args.out, args.n_train, args.n_valid, args.seed, args.workers)
+            ps = write_patches(args.out, args.n_train, args.n_valid, args.seed, args.workers,
+                               world=args.world)
             print(f"wrote {ps.n_train} train + {ps.n_valid} valid patches to {ps.root} "
                   f"in {time.perf_counter() - t:.1f} s")
         elif args.command == "scene":
@@ -113,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             _out_dir(parser, args.out)
             t = time.perf_counter()
             info = write_scene(args.out, args.height, args.width, args.seed, args.workers,
+                               world=args.world,
                                convention=args.convention)
             print(f"wrote {info.scene} ({args.convention}) and {info.truth} "
                   f"({info.height} x {info.width}, "

@@ -21,35 +21,41 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from common.errors import LandslideError  # noqa: E402  (no TensorFlow import yet)
 from jobs.cli import report_error  # noqa: E402
+from unet.config import PRECISIONS, default  # noqa: E402
 from unet.errors import UnetError  # noqa: E402
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; every default is `unet.config.TrainConfig`'s."""
+    d, shown = default, "default %(default)s"
     p = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, type=Path, help="Landslide4Sense-layout folder")
     p.add_argument("--out", required=True, type=Path, help="MODEL_DIR (bundle, checkpoints, logs)")
     p.add_argument("--strategy", choices=STRATEGIES, default="default")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=16, help="GLOBAL batch size")
+    p.add_argument("--epochs", type=int, default=d("epochs"), help=shown)
+    p.add_argument("--batch-size", type=int, default=d("batch_size"),
+                   help="GLOBAL batch size (default %(default)s)")
     p.add_argument("--replicas", type=int, default=None,
                    help="mirrored: number of devices (default: all GPUs, or 2 CPU replicas)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="share of TrainData held out when ValidData has no masks")
-    p.add_argument("--normalization", choices=("train", "official"), default="train")
-    p.add_argument("--base-width", type=int, default=8)
-    p.add_argument("--depth", type=int, default=4)
-    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--val-fraction", type=float, default=d("val_fraction"),
+                   help="share of TrainData held out when ValidData has no masks "
+                        "(default %(default)s)")
+    p.add_argument("--normalization", choices=("train", "official"), default=d("normalization"))
+    p.add_argument("--base-width", type=int, default=d("base_width"),
+                   help="filters of the first level, doubled at each level (default %(default)s)")
+    p.add_argument("--depth", type=int, default=d("depth"), help=shown)
+    p.add_argument("--dropout", type=float, default=d("dropout"), help=shown)
     p.add_argument("--no-batch-norm", action="store_true")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--pos-weight", type=float, default=3.0)
-    p.add_argument("--bce-weight", type=float, default=1.0)
-    p.add_argument("--jaccard-weight", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"),
-                   default="float32")
+    p.add_argument("--lr", type=float, default=d("lr"), help=shown)
+    p.add_argument("--pos-weight", type=float, default=d("pos_weight"),
+                   help="weight of landslide pixels in the cross-entropy (default %(default)s)")
+    p.add_argument("--bce-weight", type=float, default=d("bce_weight"), help=shown)
+    p.add_argument("--jaccard-weight", type=float, default=d("jaccard_weight"), help=shown)
+    p.add_argument("--seed", type=int, default=d("seed"))
+    p.add_argument("--precision", choices=PRECISIONS, default=d("precision"))
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--steps-per-epoch", type=int, default=None, help="cap (benchmarks)")
     p.add_argument("--threads", type=int, default=None,
@@ -104,6 +110,35 @@ def make_strategy(name: str, replicas: int | None):
     return tf.distribute.MirroredStrategy(devices)
 
 
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def _on_this_machine(address: str) -> bool:
+    import socket
+
+    host = address.rsplit(":", 1)[0]
+    return host in LOCAL_HOSTS or host.startswith("127.") or host in (socket.gethostname(),
+                                                                       socket.getfqdn())
+
+
+def gain_note(name: str, cpu_replicas: int = 0, environ=os.environ) -> str | None:
+    """One line saying that the strategy cannot train faster than `default` on this machine,
+    or None. CPU replicas, like workers that all run on one machine, share the same cores:
+    they split each batch, not the work (measured in BENCHMARKS.md: at best as fast as one)."""
+    cores = len(os.sched_getaffinity(0))
+    if name == "mirrored" and cpu_replicas > 1:
+        return (f"{cpu_replicas} CPU replicas share this machine's {cores} cores: "
+                "--strategy mirrored gains nothing over --strategy default without GPUs")
+    if name == "multiworker":
+        workers = [a for addrs in json.loads(environ["TF_CONFIG"])["cluster"].values()
+                   for a in addrs]
+        if len(workers) > 1 and all(_on_this_machine(a) for a in workers):
+            return (f"the {len(workers)} workers of TF_CONFIG all run on this machine and "
+                    f"share its {cores} cores: --strategy multiworker gains nothing over "
+                    "--strategy default here (it pays for the gradients' exchange)")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -115,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
             tf.config.threading.set_intra_op_parallelism_threads(args.threads)
             tf.config.threading.set_inter_op_parallelism_threads(2)
         strategy = make_strategy(args.strategy, args.replicas)
+        cpu_replicas = (strategy.num_replicas_in_sync
+                        if args.strategy == "mirrored" and not tf.config.list_physical_devices(
+                            "GPU") else 0)
+        note = gain_note(args.strategy, cpu_replicas)
+        if note:
+            print(f"python -m jobs.train: note: {note}", flush=True)
 
         from unet.training import TrainConfig, train
 

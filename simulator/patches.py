@@ -19,8 +19,7 @@ import h5py
 import numpy as np
 
 from simulator.errors import SimulatorError
-from simulator.relief import mountainness_at
-from simulator.world import simulate_window
+from simulator.worlds import DEFAULT_WORLD, check_world, mountains_of, window_of
 from tiler.bands import BANDS, CONVENTION, TILE
 
 DEFAULT_N_TRAIN = 1200
@@ -41,8 +40,10 @@ class PatchSet:
     seed: int
 
 
-def region_origins(seed: int, split: str, n_regions: int) -> list[tuple[int, int]]:
-    """Seeded (row, col) of the split's regions, mostly in the mountains."""
+def region_origins(seed: int, split: str, n_regions: int,
+                   world: str = DEFAULT_WORLD) -> list[tuple[int, int]]:
+    """Seeded (row, col) of the split's regions, mostly in the world's mountains."""
+    mountainness_at = mountains_of(world)
     zr, zc = ZONES[split]
     rng = np.random.default_rng([seed, 1 if split == "TrainData" else 2])
     out: list[tuple[int, int]] = []
@@ -55,10 +56,10 @@ def region_origins(seed: int, split: str, n_regions: int) -> list[tuple[int, int
     return out
 
 
-def _write_region(job: tuple[int, int, int, str, int, int]) -> None:
+def _write_region(job: tuple[int, int, int, str, int, int, str]) -> None:
     """Simulate one region and write its patches numbered from ``first``."""
-    seed, row0, col0, split_dir, first, count = job
-    img, mask = simulate_window(seed, row0, col0, REGION, REGION)
+    seed, row0, col0, split_dir, first, count, world = job
+    img, mask = window_of(world)(seed, row0, col0, REGION, REGION)
     per_row = REGION // TILE
     for k in range(count):
         r, c = (k // per_row) * TILE, (k % per_row) * TILE
@@ -70,27 +71,29 @@ def _write_region(job: tuple[int, int, int, str, int, int]) -> None:
             f.create_dataset("mask", data=mask[r:r + TILE, c:c + TILE])
 
 
-def _jobs(seed: int, split: str, split_dir: str, n: int) -> list[tuple[int, int, int, str, int,
-                                                                        int]]:
+def _jobs(seed: int, split: str, split_dir: str, n: int,
+          world: str) -> list[tuple[int, int, int, str, int, int, str]]:
     per_region = (REGION // TILE) ** 2
     n_regions = -(-n // per_region)
     jobs = []
-    for j, (r, c) in enumerate(region_origins(seed, split, n_regions)):
+    for j, (r, c) in enumerate(region_origins(seed, split, n_regions, world)):
         first = j * per_region + 1
-        jobs.append((seed, r, c, split_dir, first, min(per_region, n - j * per_region)))
+        jobs.append((seed, r, c, split_dir, first, min(per_region, n - j * per_region), world))
     return jobs
 
 
 def write_patches(out_dir: str | os.PathLike, n_train: int = DEFAULT_N_TRAIN,
                   n_valid: int = DEFAULT_N_VALID, seed: int = 0,
-                  workers: int | None = None) -> PatchSet:
+                  workers: int | None = None, world: str = DEFAULT_WORLD) -> PatchSet:
     """Write ``OUT/{TrainData,ValidData}/{img,mask}/`` and ``OUT/dataset.json``.
 
     Each split is built in a temporary folder inside OUT and renamed into place (replacing an
     earlier split), and ``dataset.json`` is written last, so an interrupted run never leaves a
     set that looks complete. ``workers`` threads simulate regions in parallel (default: the CPUs
-    available, at most 4; numpy releases the GIL in its array loops).
+    available, at most 4; numpy releases the GIL in its array loops). ``world``: one of
+    ``simulator.worlds.WORLDS`` (recorded in dataset.json when it is not the default).
     """
+    check_world(world)
     if not 0 <= seed < 2**32:
         raise SimulatorError(f"seed must be in [0, 2**32), got {seed}")
     if n_train < 1 or n_valid < 1:
@@ -108,7 +111,7 @@ def write_patches(out_dir: str | os.PathLike, n_train: int = DEFAULT_N_TRAIN,
         os.makedirs(os.path.join(tmp, "img"))
         os.makedirs(os.path.join(tmp, "mask"))
         staged[split] = tmp
-        jobs += _jobs(seed, split, tmp, n)
+        jobs += _jobs(seed, split, tmp, n, world)
     try:
         if workers > 1:
             with ThreadPoolExecutor(workers) as pool:
@@ -126,6 +129,8 @@ def write_patches(out_dir: str | os.PathLike, n_train: int = DEFAULT_N_TRAIN,
             shutil.rmtree(tmp, ignore_errors=True)
     meta = {"convention": CONVENTION, "bands": list(BANDS), "seed": seed, "n_train": n_train,
             "n_valid": n_valid}
+    if world != DEFAULT_WORLD:
+        meta["world"] = world
     tmp_json = root / ".dataset.json.tmp"
     tmp_json.write_text(json.dumps(meta, indent=2) + "\n")
     os.replace(tmp_json, root / "dataset.json")

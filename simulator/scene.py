@@ -25,8 +25,8 @@ from rasterio.windows import Window
 from simulator.errors import SimulatorError
 from simulator.l4s_release import to_l4s_release
 from simulator.patches import ZONE
-from simulator.relief import PIXEL, mountainness_at
-from simulator.world import simulate_window
+from simulator.relief import PIXEL
+from simulator.worlds import DEFAULT_WORLD, check_world, mountains_of, window_of
 from tiler.bands import BANDS, BLOCK, CONVENTION, CONVENTION_TAG, CONVENTIONS
 
 DEFAULT_HEIGHT = 1500
@@ -58,9 +58,11 @@ class SceneInfo:
     """Landslide pixels / valid pixels."""
 
 
-def scene_origin(seed: int, height: int, width: int) -> tuple[int, int]:
+def scene_origin(seed: int, height: int, width: int,
+                 world: str = DEFAULT_WORLD) -> tuple[int, int]:
     """Seeded world (row, col) of the scene's top-left pixel: the most mountainous of a few
     candidates, judged on a 5 x 5 grid of points, but keeping some plain if there is any."""
+    mountainness_at = mountains_of(world)
     rng = np.random.default_rng([seed, 3])
     best, best_score = (0, 0), -1.0
     fr = np.linspace(0.1, 0.9, 5)
@@ -89,10 +91,10 @@ def swath_nodata(seed: int, row0: int, col0: int, height: int, width: int,
     return cols < edge if left else cols > scene_width - edge
 
 
-def _block(job: tuple[int, int, int, int, int, int, int, int, int, str]) -> tuple[
+def _block(job: tuple[int, int, int, int, int, int, int, int, int, str, str]) -> tuple[
         np.ndarray, ...]:
-    seed, wr, wc, r, c, h, w, sh, sw, convention = job
-    img, mask = simulate_window(seed, wr + r, wc + c, h, w)
+    seed, wr, wc, r, c, h, w, sh, sw, convention, world = job
+    img, mask = window_of(world)(seed, wr + r, wc + c, h, w)
     nodata = swath_nodata(seed, r, c, h, w, sh, sw)
     img[:, nodata] = np.nan
     mask[nodata] = TRUTH_NODATA
@@ -116,32 +118,35 @@ def _check(out_dir: Path, height: int, width: int, seed: int, convention: str) -
 
 def write_scene(out_dir: str | os.PathLike, height: int = DEFAULT_HEIGHT,
                 width: int = DEFAULT_WIDTH, seed: int = 0, workers: int | None = None,
-                block: int = BLOCK, convention: str = CONVENTION) -> SceneInfo:
+                block: int = BLOCK, convention: str = CONVENTION,
+                world: str = DEFAULT_WORLD) -> SceneInfo:
     """Write ``OUT/scene.tif`` (14-band float32, tiled 256, zstd, NaN nodata, band descriptions
     ``BANDS``) and ``OUT/truth.tif`` (uint8 0/1, 255 = nodata) on one UTM 10 m grid.
 
     ``convention`` (one of ``CONVENTIONS``) is the units of scene.tif, declared in its
     ``CONVENTION_TAG`` metadata item: ``s2-reflectance-v1``, or ``l4s-release`` (the same
     pixels through ``simulator.l4s_release.to_l4s_release``). truth.tif is the same for both.
+    ``world``: one of ``simulator.worlds.WORLDS`` (tagged ``world`` when not the default).
 
     Memory is bounded by ``workers + 2`` blocks of ``block`` x ``block`` x 14 float32 (about
     60 MB each at 1024) plus each worker's scratch, whatever the scene size.
     """
     out = Path(out_dir)
     _check(out, height, width, seed, convention)
+    check_world(world)
     if block % TILE_PX:
         raise SimulatorError(f"block must be a multiple of {TILE_PX}, got {block}")
     out.mkdir(parents=True, exist_ok=True)
     if workers is None:
         workers = min(4, len(os.sched_getaffinity(0)))
-    wr, wc = scene_origin(seed, height, width)
+    wr, wc = scene_origin(seed, height, width, world)
     transform = Affine(PIXEL, 0.0, X0, 0.0, -PIXEL, Y0)
     common = {"driver": "GTiff", "height": height, "width": width, "crs": CRS,
               "transform": transform, "tiled": True, "blockxsize": TILE_PX,
               "blockysize": TILE_PX, "num_threads": "ALL_CPUS"}
     scene_tmp, truth_tmp = out / ".scene.tif.partial", out / ".truth.tif.partial"
     jobs = [(seed, wr, wc, r, c, min(block, height - r), min(block, width - c), height, width,
-             convention) for r in range(0, height, block) for c in range(0, width, block)]
+             convention, world) for r in range(0, height, block) for c in range(0, width, block)]
     n_valid = n_slide = 0
     try:
         with rasterio.Env(GDAL_CACHEMAX=256), \
@@ -155,6 +160,8 @@ def write_scene(out_dir: str | os.PathLike, height: int = DEFAULT_HEIGHT,
             tdst.set_band_description(1, "landslide")
             tags = {"seed": str(seed), "world_row0": str(wr), "world_col0": str(wc),
                     "simulator": "simulator.scene"}
+            if world != DEFAULT_WORLD:
+                tags["world"] = world
             dst.update_tags(**tags, convention=convention, **{CONVENTION_TAG: convention})
             tdst.update_tags(**tags)
             for job, (img, mask) in zip(jobs, _run(jobs, workers), strict=True):

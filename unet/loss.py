@@ -9,16 +9,18 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from unet.config import LOSS_DEFAULTS
+
 _EPS = 1e-7
 
 
 def landslide_loss(
     y_true,
     y_pred,
-    pos_weight: float = 5.0,
-    bce_weight: float = 1.0,
-    jaccard_weight: float = 1.0,
-    smooth: float = 1.0,
+    pos_weight: float = LOSS_DEFAULTS["pos_weight"],
+    bce_weight: float = LOSS_DEFAULTS["bce_weight"],
+    jaccard_weight: float = LOSS_DEFAULTS["jaccard_weight"],
+    smooth: float = LOSS_DEFAULTS["smooth"],
 ):
     """Per-sample loss, shape (batch,).
 
@@ -46,10 +48,10 @@ class LandslideLoss(keras.losses.Loss):
 
     def __init__(
         self,
-        pos_weight: float = 5.0,
-        bce_weight: float = 1.0,
-        jaccard_weight: float = 1.0,
-        smooth: float = 1.0,
+        pos_weight: float = LOSS_DEFAULTS["pos_weight"],
+        bce_weight: float = LOSS_DEFAULTS["bce_weight"],
+        jaccard_weight: float = LOSS_DEFAULTS["jaccard_weight"],
+        smooth: float = LOSS_DEFAULTS["smooth"],
         name: str = "landslide_loss",
         reduction: str = "sum_over_batch_size",
         dtype=None,

@@ -33,62 +33,18 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from unet.bundle import Bundle, save_bundle, write_json_atomic
+from unet.config import PRECISIONS, TrainConfig
 from unet.dataset import check_samples, read_image, read_info, train_val_split
 from unet.errors import UnetError
 from unet.evaluation import input_batches
 from unet.loss import landslide_loss
 from unet.metrics import best_threshold, scores
 from unet.model import build_unet
-from unet.normalize import (
-    DEFAULT_CLIP,
-    DEFAULT_QUANTILES,
-    OFFICIAL_MEAN,
-    OFFICIAL_STD,
-    streamed_stats,
-)
-from unet.pipeline import make_dataset
+from unet.normalize import OFFICIAL_MEAN, OFFICIAL_STD, streamed_stats
+from unet.pipeline import epochs_dataset, make_dataset
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 TRAINING_FIGURE = "training.png"
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    data: Path
-    out: Path
-    epochs: int = 30
-    batch_size: int = 16
-    """The GLOBAL batch size (split over replicas and workers)."""
-    lr: float = 2e-3
-    seed: int = 0
-    val_fraction: float = 0.1
-    normalization: str = "train"
-    """"train": streamed mean/std of the training split; "official": the L4S baseline values."""
-    clip: float = DEFAULT_CLIP
-    base_width: int = 16
-    depth: int = 4
-    batch_norm: bool = True
-    dropout: float = 0.0
-    pos_weight: float = 3.0
-    bce_weight: float = 1.0
-    jaccard_weight: float = 1.0
-    smooth: float = 1.0
-    precision: str = "float32"
-    resume: bool = False
-    augment: bool = True
-    hist_bins: int = 200
-    tile_size: int | None = None
-    """Patch size in pixels; None: the dataset's (the size most of its patches have)."""
-    quantiles: tuple[float, ...] = DEFAULT_QUANTILES
-    percentile_pixels: int = 200_000
-    steps_per_epoch: int | None = None
-    """Cap on training steps per epoch (benchmarks); None = the whole training split."""
-    worker_dir: Path | None = None
-    """Where this process writes its final weights (final.weights.h5); every worker, chief
-    included. None: a temporary folder that is deleted (non-chief workers must write somewhere
-    that does not collide with the chief's MODEL_DIR)."""
-    verbose: bool = True
 
 
 @dataclass
@@ -344,22 +300,26 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
 
     val_ds = make_dataset(val_samples, norm["mean"], norm["std"], norm["clip"], global_batch,
                           training=False, pad_to_batch=True)
-    dist_val = strategy.experimental_distribute_dataset(val_ds)
+    # One iterator per run for each split (see unet.pipeline.epochs_dataset): validation
+    # repeats its padded batches, exactly val_batches of them per epoch.
+    val_batches = -(-len(val_samples) // global_batch)
+    val_iter = iter(strategy.experimental_distribute_dataset(val_ds.repeat()))
+    epochs = list(range(start_epoch, config.epochs + 1))
+    train_iter = iter(strategy.experimental_distribute_dataset(epochs_dataset(
+        train_samples, norm["mean"], norm["std"], norm["clip"], global_batch, epochs=epochs,
+        steps=steps, augment=config.augment, seed=config.seed))) if epochs else None
     writer = tf.summary.create_file_writer(str(out / "logs")) if chief else None
     rates = []
     figure_failed = False
 
-    for epoch in range(start_epoch, config.epochs + 1):
-        ds = make_dataset(train_samples, norm["mean"], norm["std"], norm["clip"], global_batch,
-                          training=True, augment=config.augment, seed=config.seed, epoch=epoch)
-        dist_ds = strategy.experimental_distribute_dataset(ds.take(steps))
+    for epoch in epochs:
         bar = keras.utils.Progbar(steps, verbose=1 if config.verbose and chief else 0,
                                   stateful_metrics=["loss", "f1", "val_f1"])
         if chief and config.verbose:
             print(f"Epoch {epoch}/{config.epochs}", flush=True)
         t0 = time.perf_counter()
         loss_sum, tp, fp, fn = 0.0, 0.0, 0.0, 0.0
-        for step, batch in enumerate(input_batches(dist_ds, config.data), start=1):
+        for step, batch in enumerate(input_batches(train_iter, config.data, steps), start=1):
             loss, btp, bfp, bfn = (float(v) for v in train_step(batch))
             loss_sum, tp, fp, fn = loss_sum + loss, tp + btp, fp + bfp, fn + bfn
             train_scores = scores(tp, fp, fn)
@@ -372,7 +332,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
 
         val_loss, vtp, vfp, vfn = 0.0, 0.0, 0.0, 0.0
         pos_hist, neg_hist = np.zeros(bins), np.zeros(bins)
-        for batch in input_batches(dist_val, config.data):
+        for batch in input_batches(val_iter, config.data, val_batches):
             loss, btp, bfp, bfn, pos, neg = eval_step(batch)
             val_loss += float(loss)
             vtp, vfp, vfn = vtp + float(btp), vfp + float(bfp), vfn + float(bfn)
