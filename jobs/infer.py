@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--figure", action="store_true",
                    help="also write summary.png: the preview, the landslides' areas and the "
                         "probabilities with the threshold")
+    p.add_argument("--vector-format", choices=("gpkg", "geojson"), default="gpkg",
+                   help="geojson: also landslides.geojson (WGS 84, for web maps)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace OUT/tiles.zarr when it was made from another input")
     p.add_argument("--halo", type=halo, default=HALO, help=argparse.SUPPRESS)

@@ -18,9 +18,9 @@ from pathlib import Path
 from tiler.errors import OutputError
 
 OUTPUTS = ("probability.tif", "mask.tif", "landslides.gpkg", "preview.png", "report.json")
-OPTIONAL_OUTPUTS = ("summary.png",)
-"""Written only when asked for (``--figure``); published and claimed only when written, and an
-earlier run's copy is removed like any other output."""
+OPTIONAL_OUTPUTS = ("summary.png", "landslides.geojson")
+"""Written only when asked for (``--figure``, ``--vector-format geojson``); published and
+claimed only when written, and an earlier run's copy is removed like any other output."""
 NAMES = (*OUTPUTS, *OPTIONAL_OUTPUTS)
 OWNED = ".outputs.json"
 """The job's claim on its outputs: written before the first rename into the folder."""

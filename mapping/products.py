@@ -14,31 +14,51 @@ import numpy as np
 
 from mapping.graph import GraphResult
 from tiler.grid import Grid
-from tiler.polygons import Landslides, merge_block_polygons, write_polygons, write_rasters
+from tiler.polygons import (
+    Landslides,
+    centroids_lonlat,
+    merge_block_polygons,
+    write_polygons,
+    write_rasters,
+)
 from tiler.preview import assemble_blocks, render_preview
 from tiler.rasters import to_cog
 from tiler.summary_figure import write_summary_figure
 
 
-def landslides(store: Path, grid: Grid, graph: GraphResult, work: Path,
-               min_area_m2: float) -> Landslides:
-    """The scene's landslides, with the probability and mask rasters (not yet COGs) in work."""
+def landslides(store: Path, grid: Grid, graph: GraphResult, work: Path, min_area_m2: float,
+               identity: dict[str, str | None]) -> Landslides:
+    """The scene's landslides with their attributes, and the probability and mask rasters
+    (not yet COGs) in work. ``identity``: ``scene``, ``sensing_date``, ``model_id``, repeated
+    on every polygon."""
     polygons = merge_block_polygons(graph.polygons, grid, min_area_m2)
-    mean = write_rasters(store, grid, polygons, work / "probability.raw.tif",
-                         work / "mask.raw.tif")
+    stats = write_rasters(store, grid, polygons, work / "probability.raw.tif",
+                          work / "mask.raw.tif")
+    n = len(polygons)
+    lon, lat = centroids_lonlat(polygons, grid.crs_wkt)
+    attributes = {
+        "perimeter_m": np.array([p.length for p in polygons], dtype=np.float64),
+        **{k: v for k, v in stats.items() if k != "mean_prob"},
+        "lon": lon, "lat": lat,
+        **{k: [v or ""] * n for k, v in identity.items()},
+    }
     return Landslides(polygons=polygons,
                       areas_m2=np.array([p.area for p in polygons], dtype=np.float64),
-                      mean_probability=mean)
+                      mean_probability=stats["mean_prob"], attributes=attributes)
 
 
 def write_outputs(store: Path, grid: Grid, graph: GraphResult, work: Path, found: Landslides,
-                  step: int, threshold: float, figure: bool) -> None:
-    """COGs, polygons, preview (and summary.png when ``figure``), under work."""
+                  step: int, metadata: dict[str, str], figure: bool, geojson: bool) -> None:
+    """COGs, polygons, preview (summary.png when ``figure``, landslides.geojson when
+    ``geojson``), under work. ``metadata`` goes into the polygon layers."""
     to_cog(work / "probability.raw.tif", work / "probability.tif", "AVERAGE")
     to_cog(work / "mask.raw.tif", work / "mask.tif", "NEAREST")
-    write_polygons(work / "landslides.gpkg", found, grid.crs_wkt)
+    write_polygons(work / "landslides.gpkg", found, grid.crs_wkt, metadata=metadata)
+    if geojson:
+        write_polygons(work / "landslides.geojson", found, grid.crs_wkt, metadata=metadata,
+                       driver="GeoJSON")
     rgb, valid = assemble_blocks(graph.preview)
     render_preview(rgb, valid, step, grid, found.polygons, work / "preview.png")
     if figure:
-        write_summary_figure(work / "preview.png", store, grid, found, threshold,
-                             work / "summary.png")
+        write_summary_figure(work / "preview.png", store, grid, found,
+                             float(metadata["threshold"]), work / "summary.png")

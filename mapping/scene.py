@@ -11,6 +11,7 @@ after a crash recomputes only the blocks that were not written.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import threading
 import time
@@ -41,6 +42,7 @@ from tiler.gridding import check_metric_store_grid
 from tiler.predictions import complete_grid, prepare_predictions
 from tiler.preview import preview_step
 from tiler.run import Plan, TileResult, finish_plan, plan_store, run_plan
+from tiler.safe import looks_like_safe, sensing_date
 from tiler.sources import resolve_input
 from tiler.stats import band_percentiles, harmonization
 from tiler.store import is_store, store_attrs, store_grid
@@ -75,6 +77,8 @@ class MapRequest:
     figure: bool = False
     overwrite: bool = False
     halo: int = HALO
+    vector_format: str = "gpkg"
+    """"gpkg", or "geojson": landslides.geojson (WGS 84) next to landslides.gpkg."""
 
 
 class Stages:
@@ -143,12 +147,14 @@ def map_scene(request: MapRequest) -> dict:
             stages.done("cluster_start")
             graph, tiled, job, blocks = _map_blocks(request, client, config, plan, store,
                                                     bundle, convention, threshold, stages)
-            closing = _close_in_background(cluster.pop_all())
+            closing = _close_in_background(cluster.pop_all(), client, config.kind == "local")
         work = work_folder(out)
-        found = landslides(store, job.grid, graph, work, request.min_area)
+        found = landslides(store, job.grid, graph, work, request.min_area,
+                           scene_identity(request, bundle))
         stages.done("polygons_rasters")
-        write_outputs(store, job.grid, graph, work, found, job.preview_step, threshold,
-                      request.figure)
+        write_outputs(store, job.grid, graph, work, found, job.preview_step,
+                      layer_metadata(request, bundle, threshold), request.figure,
+                      request.vector_format == "geojson")
         stages.done("write")
         closing.join()
         stages.done("cluster_close")
@@ -158,9 +164,35 @@ def map_scene(request: MapRequest) -> dict:
     return result
 
 
-def _close_in_background(cluster: ExitStack) -> threading.Thread:
+def scene_identity(request: MapRequest, bundle: Bundle) -> dict[str, str | None]:
+    """What every polygon of the scene carries: the scene's name, its sensing date (from a
+    SAFE product's metadata; None for other inputs) and the model."""
+    path = Path(request.input)
+    return {"scene": path.stem if path.suffix.lower() in (".tif", ".tiff", ".safe", ".zarr")
+            else path.name,
+            "sensing_date": sensing_date(path) if looks_like_safe(path) else None,
+            "model_id": bundle.model_id}
+
+
+def layer_metadata(request: MapRequest, bundle: Bundle, threshold: float) -> dict[str, str]:
+    """The polygon layer's own metadata: how its polygons were made."""
+    return {"threshold": repr(float(threshold)), "model_id": bundle.model_id,
+            "model_dir": str(Path(request.model).resolve()),
+            "min_area_m2": repr(float(request.min_area)), "scene": str(request.input),
+            "tta": str(request.tta), "harmonized": str(request.harmonize)}
+
+
+def _close_in_background(cluster: ExitStack, client, own: bool) -> threading.Thread:
     """Shut the cluster down while the client writes the outputs (a LocalCluster takes a
-    second or two to stop its workers; nothing of it is needed any more)."""
+    second or two to stop its workers; nothing of it is needed any more). A cluster of our own
+    (``own``: the embedded one) is told to keep quiet first: its workers may log a closed
+    connection while they stop, which is no news to the user."""
+    if own:
+        with contextlib.suppress(Exception):
+            client.run(_quiet, nanny=True)
+            client.run_on_scheduler(_quiet)
+            _quiet()
+
     def close() -> None:
         with contextlib.suppress(Exception):
             cluster.close()
@@ -168,6 +200,11 @@ def _close_in_background(cluster: ExitStack) -> threading.Thread:
     closing = threading.Thread(target=close, name="close-cluster")
     closing.start()
     return closing
+
+
+def _quiet() -> None:
+    for name in ("distributed", "tornado", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _map_blocks(request: MapRequest, client, config: ClusterConfig, plan: Plan | None,

@@ -13,6 +13,9 @@ import numpy as np
 import pyogrio.raw
 import pytest
 import rasterio
+import rasterio.features
+import rasterio.warp
+import shapely
 import zarr
 from rio_cogeo.cogeo import cog_validate
 
@@ -20,7 +23,7 @@ from jobs.infer import OUTPUTS, main, parse_args, run
 from mapping.cluster import load_cluster_config
 from simulator.scene import write_scene
 from tests.data.model.data import make_bundle
-from unet.bundle import load_bundle, normalize
+from unet.bundle import load_bundle, normalize, read_bundle
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -109,6 +112,53 @@ def test_polygon_areas_equal_mask_pixels(baseline):
     report = json.loads((baseline / "report.json").read_text())
     assert report["landslides"] == len(geometry)
     assert report["landslide_area_m2"] == pytest.approx(area.sum())
+
+
+def test_polygon_attributes_from_the_rasters_under_them(scene, baseline, model):
+    """Each polygon's statistics equal those of the pixels the mask gives it, read from the
+    probability raster and the store's slope and DEM; lon/lat inside the scene."""
+    meta, _, geometry, fields = pyogrio.raw.read(baseline / "landslides.gpkg")
+    col = dict(zip(meta["fields"], fields, strict=True))
+    assert {"perimeter_m", "max_prob", "mean_slope_deg", "elev_min_m", "elev_max_m", "lon",
+            "lat", "scene", "sensing_date", "model_id"} <= set(col)
+    polygons = shapely.from_wkb(geometry)
+    prob = read(baseline / "probability.tif")
+    with rasterio.open(baseline / "mask.tif") as src:
+        labels = rasterio.features.rasterize([(g, i + 1) for i, g in enumerate(polygons)],
+                                             out_shape=(src.height, src.width),
+                                             transform=src.transform, dtype="int32")
+        bounds = rasterio.warp.transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+    image = zarr.open_group(str(baseline / "tiles.zarr"))["image"]
+    slope, dem = (np.asarray(image[i, : prob.shape[0], : prob.shape[1]]) for i in (12, 13))
+    for i in np.random.default_rng(0).choice(len(polygons), 25, replace=False):
+        inside = labels == i + 1
+        assert col["max_prob"][i] == pytest.approx(prob[inside].max())
+        assert col["mean_prob"][i] == pytest.approx(prob[inside].mean(), rel=1e-5)
+        assert col["mean_slope_deg"][i] == pytest.approx(slope[inside].mean(), rel=1e-5)
+        assert col["elev_min_m"][i] == pytest.approx(dem[inside].min())
+        assert col["elev_max_m"][i] == pytest.approx(dem[inside].max())
+        assert col["perimeter_m"][i] == pytest.approx(polygons[i].length)
+    assert np.all(col["max_prob"] >= col["mean_prob"] - 1e-6)
+    assert np.all((col["lon"] > bounds[0]) & (col["lon"] < bounds[2]))
+    assert np.all((col["lat"] > bounds[1]) & (col["lat"] < bounds[3]))
+    assert set(col["scene"]) == {"scene"} and set(col["sensing_date"]) == {""}
+    assert set(col["model_id"]) == {read_bundle(model).model_id}
+    layer = pyogrio.read_info(baseline / "landslides.gpkg")["layer_metadata"]
+    assert float(layer["threshold"]) == read_bundle(model).threshold
+    assert layer["model_id"] == read_bundle(model).model_id
+
+
+def test_geojson_for_web_maps_in_wgs84(scene, model, baseline, cluster_yaml, tmp_path):
+    out = tmp_path / "out"
+    run(parse_args([str(baseline / "tiles.zarr"), "--model", str(model), "--out", str(out),
+                    "--cluster", str(cluster_yaml), "--min-area", "0",
+                    "--vector-format", "geojson"]))
+    gj = pyogrio.read_info(out / "landslides.geojson")
+    gp = pyogrio.read_info(out / "landslides.gpkg")
+    assert rasterio.crs.CRS.from_user_input(gj["crs"]) == rasterio.crs.CRS.from_epsg(4326)
+    assert gj["features"] == gp["features"] > 0
+    assert list(gj["fields"]) == list(gp["fields"])
+    assert "landslides.geojson" in json.loads((out / ".outputs.json").read_text())["outputs"]
 
 
 def test_tiled_inference_agrees_with_one_pass_over_the_scene(baseline, model):

@@ -10,7 +10,7 @@ block borders is unioned back into one polygon before the minimum area is applie
 """
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -20,13 +20,15 @@ import rasterio
 import rasterio.features
 import shapely
 from affine import Affine
+from rasterio.crs import CRS
 from rasterio.windows import Window
 from shapely.geometry import Polygon, shape
 
 from tiler.grid import Grid
 from tiler.predictions import PROBABILITY
 from tiler.rasters import MASK_NODATA, grid_profile
-from tiler.store import VALID, open_group
+from tiler.store import IMAGE, VALID, open_group
+from tiler.zonal import ZoneStats
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class Landslides:
     polygons: list[Polygon]
     areas_m2: np.ndarray
     mean_probability: np.ndarray
+    attributes: dict[str, np.ndarray | list] = field(default_factory=dict)
+    """More columns of the polygon layer, one value per polygon, in order (see ATTRIBUTES)."""
 
     @property
     def total_area_m2(self) -> float:
@@ -182,49 +186,96 @@ def burn_mask(store: str | Path, grid: Grid, polygons: list[Polygon], path: Path
 
 
 def write_rasters(store: str | Path, grid: Grid, polygons: list[Polygon], probability_tif: Path,
-                  mask_tif: Path) -> np.ndarray:
-    """One pass over the store's probabilities, a block row at a time: the probability GeoTIFF,
-    the mask burnt from ``polygons`` (as ``burn_mask``) and each polygon's mean probability (as
-    ``mean_probabilities``), which it returns. The polygons are rasterised once for both."""
+                  mask_tif: Path) -> dict[str, np.ndarray]:
+    """One pass over the store, a block row at a time: the probability GeoTIFF, the mask burnt
+    from ``polygons`` (as ``burn_mask``) and each polygon's statistics (returned, one array
+    each): ``mean_prob`` (as ``mean_probabilities``), ``max_prob``, ``mean_slope_deg``,
+    ``elev_min_m``, ``elev_max_m``. The polygons are rasterised once for all of it."""
     group = open_group(store)
-    prob, valid = group[PROBABILITY], group[VALID]
+    prob, valid, image = group[PROBABILITY], group[VALID], group[IMAGE]
+    bands = list(group.attrs["bands"])
+    terrain = [bands.index("slope"), bands.index("DEM")]
     n = len(polygons)
-    sums, counts = np.zeros(n + 1), np.zeros(n + 1)
+    p_stats, slope_stats, dem_stats = ZoneStats(n), ZoneStats(n), ZoneStats(n)
     strips = label_strips(polygons, Affine(*grid.transform), grid.height, grid.width, grid.block)
     with (rasterio.open(probability_tif, "w", **grid_profile(grid, "float32", np.nan)) as pdst,
           rasterio.open(mask_tif, "w", **grid_profile(grid, "uint8", MASK_NODATA)) as mdst):
         for window, labels in strips:
             y0, y1 = window.row_off, window.row_off + window.height
             p = prob[y0:y1, : grid.width]
+            ok = valid[y0:y1, : grid.width] == 1
             pdst.write(p, 1, window=window)
             if labels.any():
-                sel = (labels > 0) & np.isfinite(p)
-                sums += np.bincount(labels[sel], weights=p[sel], minlength=n + 1)
-                counts += np.bincount(labels[sel], minlength=n + 1)
+                p_stats.add(labels, p)
+                lo = min(terrain)
+                both = image[lo : max(terrain) + 1, y0:y1, : grid.width]
+                slope, dem = both[terrain[0] - lo], both[terrain[1] - lo]
+                inside = np.where(ok, labels, 0)
+                slope_stats.add(inside, slope)
+                dem_stats.add(inside, dem)
             out = (labels > 0).astype(np.uint8)
-            out[valid[y0:y1, : grid.width] == 0] = MASK_NODATA
+            out[~ok] = MASK_NODATA
             mdst.write(out, 1, window=window)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts[1:] > 0, sums[1:] / counts[1:], np.nan)
+    return {"mean_prob": p_stats.mean(), "max_prob": p_stats.maximum(),
+            "mean_slope_deg": slope_stats.mean(), "elev_min_m": dem_stats.minimum(),
+            "elev_max_m": dem_stats.maximum()}
 
 
-def write_polygons(path: Path, landslides: Landslides, crs_wkt: str) -> None:
-    """One polygon per landslide with its area (m2) and mean probability, as a GeoPackage."""
+def write_polygons(path: Path, landslides: Landslides, crs_wkt: str, *,
+                   metadata: dict[str, str] | None = None, driver: str = "GPKG") -> None:
+    """One polygon per landslide with its area (m2), mean probability and the landslides'
+    further ``attributes``, as a GeoPackage (``driver="GeoJSON"``: RFC 7946, in WGS 84);
+    ``metadata`` (threshold, model, ...) goes into the layer's metadata."""
     n = len(landslides.polygons)
+    names = ["id", "area_m2", "mean_prob"]
+    data: list[np.ndarray] = [np.arange(1, n + 1, dtype=np.int32),
+                              landslides.areas_m2.astype(np.float64),
+                              landslides.mean_probability.astype(np.float64)]
+    for name, values in landslides.attributes.items():
+        names.append(name)
+        data.append(_column(values))
+    geoms = landslides.polygons
+    options = {}
+    if driver == "GeoJSON":
+        geoms = _to_wgs84(geoms, crs_wkt)
+        crs_wkt = "EPSG:4326"
+        options = {"RFC7946": "YES"}
     pyogrio.raw.write(
         str(path),
-        geometry=np.array([shapely.to_wkb(p) for p in landslides.polygons], dtype=object),
-        field_data=[
-            np.arange(1, n + 1, dtype=np.int32),
-            landslides.areas_m2.astype(np.float64),
-            landslides.mean_probability.astype(np.float64),
-        ],
-        fields=["id", "area_m2", "mean_prob"],
-        crs=crs_wkt,
-        geometry_type="Polygon",
-        driver="GPKG",
-        layer="landslides",
+        geometry=np.array([shapely.to_wkb(p) for p in geoms], dtype=object),
+        field_data=data, fields=names, crs=crs_wkt, geometry_type="Polygon", driver=driver,
+        layer="landslides", layer_metadata=metadata, layer_options=options,
     )
+
+
+def _column(values: np.ndarray | list) -> np.ndarray:
+    values = np.asarray(values)
+    if values.dtype.kind in "US":
+        return values.astype(object)
+    return values
+
+
+def _to_wgs84(polygons: list[Polygon], crs_wkt: str) -> np.ndarray:
+    from rasterio.warp import transform
+
+    src = CRS.from_wkt(crs_wkt)
+
+    def reproject(xy: np.ndarray) -> np.ndarray:
+        lon, lat = transform(src, "EPSG:4326", xy[:, 0], xy[:, 1])
+        return np.stack([lon, lat], axis=1)
+
+    return shapely.transform(np.asarray(polygons, dtype=object), reproject)
+
+
+def centroids_lonlat(polygons: list[Polygon], crs_wkt: str) -> tuple[np.ndarray, np.ndarray]:
+    """Longitude and latitude (WGS 84) of each polygon's centroid."""
+    from rasterio.warp import transform
+
+    if not polygons:
+        return np.zeros(0), np.zeros(0)
+    c = shapely.centroid(np.asarray(polygons, dtype=object))
+    lon, lat = transform(CRS.from_wkt(crs_wkt), "EPSG:4326", shapely.get_x(c), shapely.get_y(c))
+    return np.asarray(lon), np.asarray(lat)
 
 
 def landslides_from(threshold_tif: Path, probability_tif: Path, min_area_m2: float) -> Landslides:
