@@ -13,6 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from jobs.cli import Parser, add_scene_options, non_negative, probability, run_job
+from mapping.event import expand_inputs, map_event
 from mapping.outputs import OUTPUTS
 from mapping.scene import HALO, MapRequest, map_scene
 from tiler.bands import BLOCK
@@ -23,7 +24,11 @@ __all__ = ["OUTPUTS", "main", "parse_args", "run"]
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = Parser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
-    p.add_argument("input", help="a scene (stacked GeoTIFF, band folder, .SAFE) or a tile store")
+    p.add_argument("input", nargs="+",
+                   help="a scene (stacked GeoTIFF, band folder, .SAFE) or a tile store; or "
+                        "several scenes of one event: paths, a folder of .SAFE products, or a "
+                        "text file with one path per line (outputs in OUT/<scene>/, and "
+                        "OUT/inventory.gpkg, OUT/probability.vrt)")
     p.add_argument("--model", required=True, help="model bundle directory (from jobs.train)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--cluster", help="cluster.yaml (default: an embedded LocalCluster)")
@@ -42,6 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="geojson: also landslides.geojson (WGS 84, for web maps)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace OUT/tiles.zarr when it was made from another input")
+    p.add_argument("--crs", help="the CRS of an event's inventory (default: the first scene's)")
     p.add_argument("--halo", type=halo, default=HALO, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -58,8 +64,13 @@ def halo(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> dict:
-    """The whole job for parsed arguments; returns the report."""
-    return map_scene(MapRequest(**{f.name: getattr(args, f.name) for f in fields(MapRequest)}))
+    """The whole job for parsed arguments; returns the report (the event's, for several
+    scenes)."""
+    scenes, event = expand_inputs(args.input)
+    values = {f.name: getattr(args, f.name) for f in fields(MapRequest) if f.name != "input"}
+    if event:
+        return map_event(MapRequest(input="", **values), scenes, args.crs)
+    return map_scene(MapRequest(input=scenes[0], **values))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,11 +79,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _summary(args: argparse.Namespace, report: dict) -> int:
+    if report.get("event"):
+        return _event_summary(args, report)
     t = report["timings"]
     print(f"{report['landslides']} landslides, {report['landslide_area_m2'] / 1e4:.2f} ha, in "
           f"{t['total_s']:.0f} s ({report['tiles_predicted']} tiles predicted) -> "
           f"{Path(args.out) / 'mask.tif'}, landslides.gpkg, preview.png")
     return 0
+
+
+def _event_summary(args: argparse.Namespace, report: dict) -> int:
+    """One line per scene, one for the event; exit status 2 when a scene failed."""
+    for s in report["scenes"]:
+        print(f"{s['name']}: " + (f"failed: {s['error']}" if s["status"] == "failed" else
+                                  f"{s['landslides']} landslides ({s['status']})"))
+    inv = report["inventory"] or {"landslides": 0, "crs": "-"}
+    print(f"event: {inv['landslides']} landslides in {Path(args.out) / 'inventory.gpkg'} "
+          f"({inv['crs']}), {report['failed']} of {len(report['scenes'])} scenes failed")
+    return 2 if report["failed"] else 0
 
 
 if __name__ == "__main__":

@@ -18,9 +18,13 @@ from pathlib import Path
 from tiler.errors import OutputError
 
 OUTPUTS = ("probability.tif", "mask.tif", "landslides.gpkg", "preview.png", "report.json")
-OPTIONAL_OUTPUTS = ("summary.png", "landslides.geojson")
-"""Written only when asked for (``--figure``, ``--vector-format geojson``); published and
-claimed only when written, and an earlier run's copy is removed like any other output."""
+OPTIONAL_OUTPUTS = ("summary.png", "landslides.geojson", "inventory.gpkg", "probability.vrt")
+"""Written only when asked for (``--figure``, ``--vector-format geojson``, several scenes);
+published and claimed only when written, and an earlier run's copy is removed like any other
+output."""
+EVENT_OUTPUTS = ("report.json",)
+"""What an event (several scenes) always writes in OUT; each scene's outputs go to
+OUT/<scene>/."""
 NAMES = (*OUTPUTS, *OPTIONAL_OUTPUTS)
 OWNED = ".outputs.json"
 """The job's claim on its outputs: written before the first rename into the folder."""
@@ -94,11 +98,11 @@ def work_folder(out: Path) -> Path:
     return work
 
 
-def publish(out: Path, work: Path, report: dict) -> None:
+def publish(out: Path, work: Path, report: dict, required: tuple[str, ...] = OUTPUTS) -> None:
     """Claim the outputs (the optional ones the work folder holds too, also added to the report's
     ``outputs``), rename them into place with report.json last, drop the work folder."""
     optional = [name for name in OPTIONAL_OUTPUTS if (work / name).is_file()]
-    names = sorted([*OUTPUTS, *optional], key=lambda n: n == "report.json")  # report.json last
+    names = sorted([*required, *optional], key=lambda n: n == "report.json")  # report.json last
     claim = work / OWNED
     claim.write_text(json.dumps({"outputs": names}))
     claim.replace(out / OWNED)

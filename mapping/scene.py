@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from distributed import Client
 
 from common.errors import LandslideError
 from mapping.block import BlockJob
@@ -121,13 +122,22 @@ def prediction_identity(job: BlockJob, convention: str) -> dict:
             "convention": convention, "scale": job.scale, "offset": job.offset}
 
 
-def map_scene(request: MapRequest) -> dict:
+@dataclass(frozen=True)
+class SharedCluster:
+    """A cluster that outlives one scene (the scenes of an event): used, never closed."""
+
+    client: Client
+    config: ClusterConfig
+
+
+def map_scene(request: MapRequest, shared: SharedCluster | None = None) -> dict:
     """Map one scene; returns its report (also published as OUT/report.json). Raises
-    LandslideError (one line, naming the file) for anything it cannot map correctly."""
+    LandslideError (one line, naming the file) for anything it cannot map correctly. Starts and
+    stops a cluster of its own (cluster.yaml) unless given a ``shared`` one."""
     stages = Stages()
     bundle = read_bundle(request.model)
     check_model_file(request.model)
-    config = load_cluster_config(request.cluster)
+    config = shared.config if shared else load_cluster_config(request.cluster)
     out = prepare_out(Path(request.out))
     refuse_outputs_over_inputs(out, {"INPUT": request.input, "--dem": request.dem,
                                      "--model": request.model, "--cluster": request.cluster})
@@ -142,12 +152,16 @@ def map_scene(request: MapRequest) -> dict:
         threshold = bundle.threshold if request.threshold is None else request.threshold
         stages.done("setup")
         with ExitStack() as cluster:
-            client = cluster.enter_context(open_client(config))
-            print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
+            if shared:
+                client = shared.client
+            else:
+                client = cluster.enter_context(open_client(config))
+                print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
             stages.done("cluster_start")
             graph, tiled, job, blocks = _map_blocks(request, client, config, plan, store,
                                                     bundle, convention, threshold, stages)
-            closing = _close_in_background(cluster.pop_all(), client, config.kind == "local")
+            closing = _close_in_background(cluster.pop_all(), client,
+                                           not shared and config.kind == "local")
         work = work_folder(out)
         found = landslides(store, job.grid, graph, work, request.min_area,
                            scene_identity(request, bundle))
@@ -164,12 +178,17 @@ def map_scene(request: MapRequest) -> dict:
     return result
 
 
+def scene_name(path: Path) -> str:
+    """A scene's name: its file or folder name without .tif/.SAFE/.zarr."""
+    path = Path(path)
+    return path.stem if path.suffix.lower() in (".tif", ".tiff", ".safe", ".zarr") else path.name
+
+
 def scene_identity(request: MapRequest, bundle: Bundle) -> dict[str, str | None]:
     """What every polygon of the scene carries: the scene's name, its sensing date (from a
     SAFE product's metadata; None for other inputs) and the model."""
     path = Path(request.input)
-    return {"scene": path.stem if path.suffix.lower() in (".tif", ".tiff", ".safe", ".zarr")
-            else path.name,
+    return {"scene": scene_name(path),
             "sensing_date": sensing_date(path) if looks_like_safe(path) else None,
             "model_id": bundle.model_id}
 

@@ -1,0 +1,194 @@
+"""``map_event``: several scenes of one event in one submission, on one cluster.
+
+Each scene is mapped by ``map_scene`` into OUT/<scene name>/ (its own store, outputs and
+report). The scenes share one cluster, and with it the model each worker loaded; two scenes are
+in flight at once, so while the client merges one scene's polygons and writes its files the
+cluster already tiles and predicts the next. A scene that fails does not stop the others: the
+event's report lists it with its one-line reason and the job exits with status 2. A scene whose
+published report says it was mapped with the same model, threshold and minimum area is not
+mapped again, so a re-run redoes only what is missing. Then the event's own outputs:
+OUT/inventory.gpkg (``tiler.inventory``: one polygon per landslide, in the event's CRS) and
+OUT/probability.vrt (``tiler.mosaic``), published with OUT/report.json last.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+from rasterio.crs import CRS
+from rasterio.errors import CRSError
+
+from common.errors import LandslideError
+from mapping.cluster import load_cluster_config, open_client
+from mapping.lock import exclusive
+from mapping.outputs import (
+    EVENT_OUTPUTS,
+    check_outputs_owned,
+    clear_earlier_outputs,
+    prepare_out,
+    publish,
+    work_folder,
+)
+from mapping.scene import LOCK, InferError, MapRequest, SharedCluster, map_scene, scene_name
+from tiler.inventory import SceneLayer, layer_crs, write_inventory
+from tiler.mosaic import write_mosaic_vrt
+from tiler.safe import looks_like_safe
+from tiler.store import is_store
+from unet.bundle import check_model_file, read_bundle
+
+SCENES_IN_FLIGHT = 2
+"""Scenes mapped at once on the shared cluster: one in the workers while the client finishes
+the other."""
+LIST_SUFFIXES = (".txt", ".lst")
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[str], bool]:
+    """The scenes named by the command line: paths as given, the .SAFE products inside a folder
+    of products, the lines of a text file (paths relative to the file; blank lines and lines
+    starting with # skipped). Returns them and whether this is an event (several scenes, or a
+    folder or list of them) rather than one scene."""
+    scenes, event = [], len(inputs) > 1
+    for item in inputs:
+        path = Path(item)
+        if path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
+            event = True
+            for line in path.read_text().splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    scenes.append(str(path.parent / line) if not Path(line).is_absolute()
+                                  else line)
+        elif path.is_dir() and not looks_like_safe(path) and not is_store(path) and (
+                products := sorted(p for p in path.glob("*.SAFE") if p.is_dir())):
+            event = True
+            scenes += [str(p) for p in products]
+        else:
+            scenes.append(item)
+    if not scenes:
+        raise InferError(f"{' '.join(inputs)}: names no scene")
+    return scenes, event
+
+
+def event_crs(crs: str | None, first_layer: Path | None) -> CRS:
+    if crs is not None:
+        try:
+            return CRS.from_user_input(crs)
+        except CRSError as exc:
+            raise InferError(f"--crs {crs}: not a CRS ({exc})") from None
+    if first_layer is None:
+        raise InferError("no scene of the event was mapped: no inventory")
+    return layer_crs(first_layer)
+
+
+def _check_names(scenes: list[str]) -> list[str]:
+    names = [scene_name(Path(s)) for s in scenes]
+    for name in set(names):
+        clash = [s for s, n in zip(scenes, names, strict=True) if n == name]
+        if len(clash) > 1:
+            raise InferError(f"{clash[1]}: has the same name as {clash[0]} ({name!r}); each "
+                             "scene's outputs go to OUT/<name>/")
+    return names
+
+
+def already_mapped(request: MapRequest) -> dict | None:
+    """The published report of this scene when it was mapped as the request asks."""
+    try:
+        report = json.loads((Path(request.out) / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    bundle = read_bundle(request.model)
+    threshold = bundle.threshold if request.threshold is None else request.threshold
+    same = (report.get("input") == str(request.input)
+            and report.get("model", {}).get("model_id") == bundle.model_id
+            and report.get("threshold") == threshold
+            and report.get("min_area_m2") == request.min_area
+            and report.get("tta") == request.tta and report.get("harmonized") == request.harmonize
+            and all(Path(p).is_file() for p in report.get("outputs", {}).values()))
+    return report if same else None
+
+
+def map_event(base: MapRequest, inputs: list[str], crs: str | None = None) -> dict:
+    """Map every scene of ``inputs`` into base.out/<scene>/ and write the event's inventory,
+    mosaic and report. Raises LandslideError for what stops the whole event (model, cluster.yaml,
+    output folder, names); a failing scene is reported instead."""
+    start = time.perf_counter()
+    read_bundle(base.model)
+    check_model_file(base.model)
+    config = load_cluster_config(base.cluster)
+    out = prepare_out(Path(base.out))
+    names = _check_names(inputs)
+    if crs is not None:
+        event_crs(crs, None)
+    requests = [replace(base, input=s, out=str(out / n)) for s, n in
+                zip(inputs, names, strict=True)]
+    with exclusive(out / LOCK, out):
+        check_outputs_owned(out)
+        clear_earlier_outputs(out)
+        results = _map_all(requests, config)
+        report = _event_outputs(out, base, requests, names, results, crs)
+        report["timings"] = {"total_s": time.perf_counter() - start}
+        work = out / ".partial"
+        publish(out, work, report, required=EVENT_OUTPUTS)
+    return report
+
+
+def _map_all(requests: list[MapRequest], config) -> list[dict]:
+    """Each scene's outcome: {"status": "mapped"|"unchanged"|"failed", "report"|"error"}."""
+    todo = {i: r for i, r in enumerate(requests) if already_mapped(r) is None}
+    results = [{"status": "unchanged", "report": already_mapped(r)} if i not in todo else None
+               for i, r in enumerate(requests)]
+    if not todo:
+        return results
+    with open_client(config) as client:
+        print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
+        shared = SharedCluster(client, config)
+        with ThreadPoolExecutor(SCENES_IN_FLIGHT) as pool:
+            futures = {i: pool.submit(map_scene, r, shared) for i, r in todo.items()}
+            for i, future in futures.items():
+                try:
+                    results[i] = {"status": "mapped", "report": future.result()}
+                except LandslideError as exc:
+                    results[i] = {"status": "failed", "error": str(exc)}
+                    print(f"{requests[i].input}: failed: {exc}", file=sys.stderr)
+    return results
+
+
+def _event_outputs(out: Path, base: MapRequest, requests: list[MapRequest], names: list[str],
+                   results: list[dict], crs: str | None) -> dict:
+    work = work_folder(out)
+    mapped = [(n, r) for n, r, res in zip(names, requests, results, strict=True)
+              if res["status"] != "failed"]
+    layers = [SceneLayer(n, Path(r.out) / "landslides.gpkg") for n, r in mapped]
+    target = event_crs(crs, layers[0].path if layers else None) if layers else None
+    inventory = mosaic_note = None
+    if layers:
+        bundle = read_bundle(base.model)
+        count = write_inventory(work / "inventory.gpkg", layers, target,
+                                {"model_id": bundle.model_id, "scenes": ",".join(n for n, _ in
+                                                                                 mapped)})
+        inventory = {"landslides": count, "crs": target.to_string()}
+        mosaic_note = write_mosaic_vrt([Path(r.out) / "probability.tif" for _, r in mapped],
+                                       work / "probability.vrt", out / "probability.vrt")
+    scenes = []
+    for name, request, res in zip(names, requests, results, strict=True):
+        entry = {"name": name, "input": request.input, "out": request.out,
+                 "status": res["status"]}
+        if res["status"] == "failed":
+            entry["error"] = res["error"]
+        else:
+            entry["landslides"] = res["report"]["landslides"]
+            entry["landslide_area_m2"] = res["report"]["landslide_area_m2"]
+        scenes.append(entry)
+    outputs = {}
+    if inventory:
+        outputs["inventory.gpkg"] = str(out / "inventory.gpkg")
+    if (work / "probability.vrt").is_file():
+        outputs["probability.vrt"] = str(out / "probability.vrt")
+    return {"event": True, "scenes": scenes, "failed": sum(s["status"] == "failed"
+                                                           for s in scenes),
+            "inventory": inventory, "mosaic_note": mosaic_note,
+            "outputs": {**outputs, "report.json": str(out / "report.json")}}
