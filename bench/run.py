@@ -123,7 +123,7 @@ def bench_scene(size: int, model_dir: Path, work: Path, cluster: Path | None = N
 def bench_warm_cluster(size: int, model_dir: Path, work: Path) -> dict:
     """The same scene job twice on one long-lived cluster: the second finds TensorFlow imported
     and the model loaded (what each scene after the first costs an analyst with many)."""
-    from bench.cluster import running_cluster
+    from tests.clusters import running_cluster
 
     with running_cluster(work, env(), REPO) as config:
         first = bench_scene(size, model_dir, work, config, name="warm-first")

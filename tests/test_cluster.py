@@ -177,7 +177,7 @@ def _scene(path: Path) -> Path:
 
 
 def test_tiling_through_a_real_scheduler_and_worker(tmp_path):
-    from bench.cluster import running_cluster
+    from tests.clusters import running_cluster
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with running_cluster(tmp_path, env, tmp_path) as cfg:

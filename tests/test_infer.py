@@ -182,7 +182,7 @@ def test_tiled_inference_agrees_with_one_pass_over_the_scene(baseline, model):
 def dask_cluster(tmp_path):
     """A real `dask scheduler` and two one-thread `dask worker` processes on 127.0.0.1:
     the cluster.yaml that points at it."""
-    from bench.cluster import running_cluster
+    from tests.clusters import running_cluster
 
     with running_cluster(tmp_path, ENV, tmp_path, workers=2, threads=1,
                          model_units=None) as cfg:
