@@ -10,6 +10,7 @@ from typing import NoReturn
 
 from common.errors import LandslideError
 from tiler.bands import CONVENTIONS
+from tiler.masks import SCL_EXCLUDED, parse_values
 
 EXIT_INPUT = 2
 
@@ -81,8 +82,17 @@ def probability(text: str) -> float:
     return value
 
 
+def mask_values(text: str) -> tuple[float, ...]:
+    """argparse type: a comma-separated list of numbers ('3,8,9')."""
+    try:
+        return parse_values(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_scene_options(p: argparse.ArgumentParser) -> None:
-    """The options of every job that reads a scene: the DEM and the radiometric conversion."""
+    """The options of every job that reads a scene: the DEM, the radiometric conversion and
+    the unusable-pixel mask (``args.mask``, ``args.mask_values``)."""
     p.add_argument("--dem", help="DEM raster (any CRS) for band-folder and SAFE input")
     p.add_argument("--offset", type=finite, default=None,
                    help="add to the spectral bands before dividing by --quantification, for "
@@ -93,3 +103,11 @@ def add_scene_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--convention", choices=CONVENTIONS, default=None,
                    help="what a stacked GeoTIFF holds (default: its LANDSLIDE_CONVENTION tag, "
                         f"else {CONVENTIONS[0]}); {CONVENTIONS[1]} is stored as it is")
+    p.add_argument("--mask", default=None, metavar="FILE",
+                   help="one-band raster (any CRS, covering the scene) marking unusable "
+                        "pixels, e.g. an SCL: pixels with one of --mask-values become nodata "
+                        "(default: an L2A product's own SCL; L1C products are not masked)")
+    p.add_argument("--mask-values", type=mask_values, default=None, metavar="V,V,...",
+                   help="mask values to exclude (default: the SCL classes "
+                        f"{','.join(map(str, SCL_EXCLUDED))}: no data, saturated, cloud "
+                        "shadow, cloud medium/high probability, thin cirrus, snow)")

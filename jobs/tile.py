@@ -1,4 +1,4 @@
-"""python -m jobs.tile INPUT [--dem DEM] --out STORE.zarr [--cluster cluster.yaml]
+"""python -m jobs.tile INPUT [--dem DEM] --out STORE.zarr [--cluster cluster.yaml] [--mask FILE]
 
 Tile a stacked 14-band GeoTIFF, a folder of per-band rasters, or a Sentinel-2 SAFE product
 into the Zarr tile store of DESIGN.md. Exit 0 on success (or when the store is already
@@ -38,7 +38,10 @@ def tile(args: argparse.Namespace) -> int:
     config = load_cluster_config(args.cluster)
     # Everything that can be refused is refused here, before any cluster starts.
     spec = resolve_input(args.input, args.dem, offset=args.offset,
-                         quantification=args.quantification, convention=args.convention)
+                         quantification=args.quantification, convention=args.convention,
+                         mask=args.mask, mask_values=args.mask_values)
+    if spec.mask_note:
+        print(f"python -m {PROG}: note: {spec.mask_note}", file=sys.stderr, flush=True)
     store = Path(args.out).resolve()
     if not store.parent.is_dir():
         raise StoreError(f"{store.parent}: the folder of --out does not exist")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -124,14 +125,18 @@ def test_rerun_is_noop_and_resume_redoes_only_cleared_blocks(tmp_path, client, m
     group["tiled"][...] = 0
     group["image"][...] = 0
     mark_complete(store, False)
-    real = tiler.run.read_block
+    real = tiler.run.read_block_counts
 
     def failing(spec, row, col):
         if (row, col) == (1, 1):
+            # crash once the other blocks are written: the job cancels what still runs
+            deadline = time.monotonic() + 60
+            while read_tiled(store).sum() < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
             raise RuntimeError("simulated crash")
         return real(spec, row, col)
 
-    monkeypatch.setattr(tiler.run, "read_block", failing)
+    monkeypatch.setattr(tiler.run, "read_block_counts", failing)
     with pytest.raises(RuntimeError, match="simulated crash"):
         tile_scene(scene, store, client=client, progress=False)
     assert store_attrs(store)["complete"] is False
@@ -139,7 +144,7 @@ def test_rerun_is_noop_and_resume_redoes_only_cleared_blocks(tmp_path, client, m
     with pytest.raises(StoreError, match="incomplete"):
         open_tiles(store)
 
-    monkeypatch.setattr(tiler.run, "read_block", real)
+    monkeypatch.setattr(tiler.run, "read_block_counts", real)
     resumed = tile_scene(scene, store, client=client, progress=False)
     assert resumed.blocks_written == 1 and not resumed.already_complete
     assert store_attrs(store)["complete"] is True

@@ -29,6 +29,7 @@ from rasterio.windows import Window
 from tiler.bands import BANDS
 from tiler.errors import InputError
 from tiler.grid import Grid
+from tiler.masks import apply_mask
 from tiler.sources import BandSource, SceneSpec
 from tiler.terrain import horn_slope
 
@@ -106,6 +107,14 @@ def _read_raw(src: BandSource, grid: Grid, window: Window) -> np.ndarray:
         # boundless reads go through a VRT: twice the time, so only where they are needed
         raw = ds.read(src.index, window=window, boundless=not inside, fill_value=fill,
                       out_dtype="float32")
+        if not inside:
+            # Off the file is no data, whatever the fill (an integer file without nodata):
+            # a given grid larger than the scene must not read 0s there as values.
+            r0, c0 = int(window.row_off), int(window.col_off)
+            raw[:max(0, -r0), :] = np.nan
+            raw[max(0, ds.height - r0):, :] = np.nan
+            raw[:, :max(0, -c0)] = np.nan
+            raw[:, max(0, ds.width - c0):] = np.nan
     else:
         with WarpedVRT(
             ds, crs=CRS.from_wkt(grid.crs_wkt), transform=grid.affine,
@@ -139,8 +148,17 @@ def read_dem_and_slope(src: BandSource, grid: Grid, window: Window) -> tuple[np.
 def read_block(spec: SceneSpec, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
     """Image float32 (14, h, w) (0 where invalid) and valid uint8 (h, w) of block (row, col).
 
-    A pixel is valid when it lies in the unpadded scene and all 14 bands are finite.
+    A pixel is valid when it lies in the unpadded scene, all 14 bands are finite and the
+    scene's mask (``spec.mask``) does not exclude it.
     """
+    image, valid, _ = read_block_counts(spec, row, col)
+    return image, valid
+
+
+def read_block_counts(spec: SceneSpec, row: int, col: int) -> tuple[np.ndarray, np.ndarray,
+                                                                     np.ndarray | None]:
+    """``read_block`` and the block's mask counts (int64 per ``spec.mask.buckets``, over its
+    pixels in the unpadded scene; None when the scene has no mask)."""
     grid = spec.grid
     window = grid.block_window(row, col)
     h, w = int(window.height), int(window.width)
@@ -157,7 +175,17 @@ def read_block(spec: SceneSpec, row: int, col: int) -> tuple[np.ndarray, np.ndar
         else:
             image[13], image[12] = read_dem_and_slope(spec.dem, grid, window)
     valid = np.isfinite(image).all(axis=0)
-    valid[max(grid.height - window.row_off, 0):, :] = False
-    valid[:, max(grid.width - window.col_off, 0):] = False
+    scene = np.ones((h, w), dtype=bool)
+    scene[max(grid.height - window.row_off, 0):, :] = False
+    scene[:, max(grid.width - window.col_off, 0):] = False
+    valid &= scene
+    counts = None
+    if spec.mask is not None:
+        m = spec.mask
+        src = BandSource(m.path, m.index, nodata=m.nodata, resampling="nearest")
+        with rasterio.Env(**GDAL_ENV):
+            values = read_band(src, grid, window)
+        excluded, counts = apply_mask(values, m, scene)
+        valid &= ~excluded
     image[:, ~valid] = 0.0
-    return image, valid.astype("uint8")
+    return image, valid.astype("uint8"), counts

@@ -6,18 +6,21 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from distributed import Client, as_completed
 
-from tiler.blocks import read_block
+from tiler.blocks import read_block_counts
 from tiler.errors import InputError, StoreError
+from tiler.grid import Grid
 from tiler.sources import SceneSpec, resolve_input
 from tiler.store import (
     create_store,
     is_store,
     mark_complete,
+    mask_shares,
     read_tiled,
     remove_store,
     store_attrs,
@@ -37,9 +40,10 @@ class TileResult:
 
 
 def tile_block(row: int, col: int, spec: SceneSpec, store: str) -> int:
-    """The Dask task: read, convert and write block (row, col); returns its valid pixel count."""
-    image, valid = read_block(spec, row, col)
-    write_block(store, spec.grid, row, col, image, valid)
+    """The Dask task: read, convert, mask and write block (row, col) (with its mask counts);
+    returns its valid pixel count."""
+    image, valid, counts = read_block_counts(spec, row, col)
+    write_block(store, spec.grid, row, col, image, valid, counts)
     return int(valid.sum())
 
 
@@ -136,16 +140,19 @@ def finish_plan(plan: Plan, valid_pixels: int) -> TileResult:
 def tile_scene(input_path: str | Path, store: str | Path, *, client: Client,
                dem: str | Path | None = None, offset: float | None = None,
                quantification: float | None = None, convention: str | None = None,
-               overwrite: bool = False, progress: bool = True) -> TileResult:
+               mask: str | Path | None = None, mask_values: Sequence[float] | None = None,
+               grid: Grid | None = None, overwrite: bool = False,
+               progress: bool = True) -> TileResult:
     """Tile ``input_path`` (stacked GeoTIFF, band folder or SAFE product; ``dem`` for the
     latter two) into the Zarr store ``store`` on ``client``'s cluster: the one call for jobs.
 
     A complete store from the same input is left alone; an incomplete one is resumed (only the
     blocks whose ``tiled`` flag is 0 are written); a store from another input raises
     StoreError unless ``overwrite``. Bad input raises InputError before any store exists.
+    ``mask``, ``mask_values`` and ``grid``: see ``tiler.sources.resolve_input``.
     """
     spec = resolve_input(input_path, dem, offset=offset, quantification=quantification,
-                         convention=convention)
+                         convention=convention, mask=mask, mask_values=mask_values, grid=grid)
     plan = plan_store(spec, store, overwrite=overwrite)
     return run_plan(plan, client, progress=progress)
 
@@ -153,8 +160,13 @@ def tile_scene(input_path: str | Path, store: str | Path, *, client: Client,
 def tile_input_summary(result: TileResult) -> str:
     if result.already_complete:
         return f"{result.store}: already complete ({result.blocks_total} blocks): nothing to do"
-    return (f"{result.store}: wrote {result.blocks_written} of {result.blocks_total} blocks "
+    text = (f"{result.store}: wrote {result.blocks_written} of {result.blocks_total} blocks "
             f"({result.valid_pixels} valid pixels)")
+    m = mask_shares(result.store)
+    if m and m["kind"]:
+        text += (f"; masked by {m['kind']} {m['path']}: {100 * m['masked_share']:.1f}% of the "
+                 f"scene excluded")
+    return text
 
 
 __all__ = ["Plan", "TileResult", "finish_plan", "plan_store", "run_plan", "tile_block",

@@ -49,6 +49,7 @@ class SafeProduct:
     quantification: float
     offsets: dict[str, float]  # band name -> additive offset on DN
     files: dict[str, Path]  # band name -> JP2 at the band's native (or finest listed) res
+    scl: Path | None = None  # L2A scene classification at 20 m, when the file is there
 
 
 def looks_like_safe(folder: Path) -> bool:
@@ -128,7 +129,23 @@ def read_safe(folder: str | Path) -> SafeProduct:
         # The native resolution when listed, else the finest one listed.
         native = [p for r, p in options if r == NATIVE_RES[band]]
         files[band] = native[0] if native else min(options, key=lambda o: o[0])[1]
-    return SafeProduct(folder, level, baseline, quantification, offsets, files)
+    scl = find_scl(folder, root, exts) if level == "L2A" else None
+    return SafeProduct(folder, level, baseline, quantification, offsets, files, scl)
+
+
+def find_scl(folder: Path, root: ET.Element, exts: tuple[str, ...] = (".jp2", ".tif")
+             ) -> Path | None:
+    """The 20 m scene classification of an L2A product: the ``..._SCL_20m`` IMAGE_FILE of its
+    metadata (as in real products), else ``GRANULE/*/IMG_DATA/R20m/*_SCL_20m.jp2``; None when
+    the file is not there."""
+    for el in _iter_local(root, "IMAGE_FILE"):
+        rel = (el.text or "").strip()
+        if rel.endswith("_SCL_20m"):
+            for e in exts:
+                if (folder / (rel + e)).is_file():
+                    return folder / (rel + e)
+    found = sorted(folder.glob("GRANULE/*/IMG_DATA/R20m/*_SCL_20m.jp2"))
+    return found[0] if found else None
 
 
 def sensing_date(folder: str | Path) -> str | None:

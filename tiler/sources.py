@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -36,7 +37,8 @@ from tiler.bands import (
 )
 from tiler.errors import InputError
 from tiler.grid import Grid
-from tiler.gridding import TARGET_RES, on_10m_grid
+from tiler.gridding import TARGET_RES, check_metric_store_grid, crs_name, on_10m_grid
+from tiler.masks import MaskSource, file_mask, scl_mask
 from tiler.radiometry import check_radiometry
 from tiler.safe import band_of_name, find_metadata, looks_like_safe, read_safe
 
@@ -83,7 +85,8 @@ class BandSource:
 @dataclass(frozen=True)
 class SceneSpec:
     """Everything a block task needs. ``bands`` holds the 12 spectral bands (a float is a
-    constant fill); ``slope`` is None when it is computed from ``dem`` on the grid."""
+    constant fill); ``slope`` is None when it is computed from ``dem`` on the grid; ``mask``
+    (``tiler.masks``) the unusable-pixel mask, None when the scene is not masked."""
 
     kind: str  # "stack", "bands" or "safe"
     source: str
@@ -93,6 +96,12 @@ class SceneSpec:
     slope: BandSource | None
     details: dict = field(default_factory=dict)
     convention: str = CONVENTION
+    mask: MaskSource | None = None
+
+    @property
+    def mask_note(self) -> str | None:
+        """A one-line note for the user about the mask (e.g. an L1C product has no SCL)."""
+        return (self.details.get("mask") or {}).get("note")
 
     def source_record(self) -> dict:
         """What the store records as its ``source``; ``fingerprint`` decides resume vs refuse."""
@@ -108,9 +117,11 @@ def _fingerprint(spec: SceneSpec) -> str:
         st = os.stat(f)
         stats.append((f, st.st_size, st.st_mtime_ns))
     conv = [asdict(b) if isinstance(b, BandSource) else b for b in spec.bands]
-    payload = json.dumps([spec.kind, stats, conv, asdict(spec.dem), asdict(spec.grid),
-                          spec.convention],
-                         sort_keys=True, default=str)
+    parts = [spec.kind, stats, conv, asdict(spec.dem), asdict(spec.grid), spec.convention]
+    if spec.mask is not None:
+        st = os.stat(spec.mask.path)
+        parts.append([asdict(spec.mask), st.st_size, st.st_mtime_ns])
+    payload = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -189,7 +200,8 @@ def _stack_convention(path: Path, tag: str | None, conv: Conversion) -> str:
     return convention
 
 
-def _stack_spec(path: Path, dem: Path | None, conv: Conversion) -> SceneSpec:
+def _stack_spec(path: Path, dem: Path | None, conv: Conversion,
+                target: Grid | None) -> SceneSpec:
     with _open(path) as ds:
         if ds.count != len(BANDS):
             raise InputError(
@@ -205,11 +217,11 @@ def _stack_spec(path: Path, dem: Path | None, conv: Conversion) -> SceneSpec:
     srcs = [BandSource(str(path), i + 1, offset, q, nodata) if i < len(SPECTRAL)
             else BandSource(str(path), i + 1, nodata=nodata) for i in range(len(BANDS))]
     _check_not_empty(path, srcs[1])
-    grid, grid_record = on_10m_grid(native)
+    grid, grid_record, region = _grid_for(native, target, path)
     medians = check_radiometry(convention, dict(zip(SPECTRAL, srcs[:12], strict=True)),
                                srcs[12], "stack")
     details = {"dem": None, "grid": grid_record, "conversion": _conversion_record(srcs[:12]),
-               "sampled_medians": medians}
+               "sampled_medians": medians, "footprint": region}
     return SceneSpec("stack", str(path), grid, tuple(srcs[:12]), srcs[13], srcs[12], details,
                      convention)
 
@@ -272,7 +284,10 @@ def _fmt_bounds_in(native: Grid, grid: Grid) -> tuple:
                             *native.bounds(), densify_pts=21)
 
 
-def _dem_source(dem: Path | None, grid: Grid, where: Path) -> BandSource:
+def _dem_source(dem: Path | None, grid: Grid, where: Path,
+                region: tuple | None = None) -> BandSource:
+    """The DEM, which must cover ``region`` (the scene's footprint on ``grid``; None: the
+    whole grid) and hold data there."""
     if dem is None:
         raise InputError(f"{where}: per-band and SAFE input need --dem (a DEM raster)")
     with _open(dem) as ds:
@@ -280,7 +295,7 @@ def _dem_source(dem: Path | None, grid: Grid, where: Path) -> BandSource:
             raise InputError(f"{dem}: DEM has no CRS")
         nodata = _finite_nodata(ds)
         b = _bounds_in(ds, grid.crs_wkt)
-    s = grid.bounds()
+    s = tuple(region) if region is not None else grid.bounds()
     tol = 0.5 * max(grid.res)
     if not (b[0] <= s[0] + tol and b[1] <= s[1] + tol and b[2] >= s[2] - tol
             and b[3] >= s[3] - tol):
@@ -325,7 +340,8 @@ def _refuse_other_convention(where: Path, conv: Conversion, kind: str) -> None:
                          f"{kind} are converted to {CONVENTION}")
 
 
-def _bands_folder_spec(folder: Path, dem: Path | None, conv: Conversion) -> SceneSpec:
+def _bands_folder_spec(folder: Path, dem: Path | None, conv: Conversion,
+                       target: Grid | None) -> SceneSpec:
     _refuse_other_convention(folder, conv, "band files")
     files: dict[str, Path] = {}
     for f in sorted(folder.iterdir()):
@@ -340,11 +356,11 @@ def _bands_folder_spec(folder: Path, dem: Path | None, conv: Conversion) -> Scen
     if not files:
         raise InputError(f"{folder}: no band files (B01..B12 in .tif/.jp2 names) found")
     native = _native_grid(files, folder)
-    grid, grid_record = on_10m_grid(native)
+    grid, grid_record, region = _grid_for(native, target, folder)
     offsets = {b: conv.offset for b in SPECTRAL} if conv.offset is not None else None
     bands, filled = _band_sources(files, folder, offsets, conv.quantification)
     _check_footprints(bands, native, grid)
-    dem_src = _dem_source(dem, grid, folder)
+    dem_src = _dem_source(dem, grid, folder, region)
     _check_not_empty(bands[1].path, bands[1])
     medians = check_radiometry(CONVENTION, _spectral_sources(bands), None, "bands")
     if filled:
@@ -353,7 +369,7 @@ def _bands_folder_spec(folder: Path, dem: Path | None, conv: Conversion) -> Scen
                     B10_FILL_REFLECTANCE)
     details = {"dem": str(dem), "grid": grid_record, "conversion": _conversion_record(bands),
                "sampled_medians": medians,
-               "b10_filled": B10_FILL_REFLECTANCE if filled else None}
+               "b10_filled": B10_FILL_REFLECTANCE if filled else None, "footprint": region}
     return SceneSpec("bands", str(folder), grid, bands, dem_src, None, details)
 
 
@@ -361,7 +377,8 @@ def _spectral_sources(bands: tuple) -> dict[str, BandSource]:
     return {b: s for b, s in zip(SPECTRAL, bands, strict=True) if isinstance(s, BandSource)}
 
 
-def _safe_spec(folder: Path, dem: Path | None, conv: Conversion) -> SceneSpec:
+def _safe_spec(folder: Path, dem: Path | None, conv: Conversion,
+               target: Grid | None) -> SceneSpec:
     _refuse_other_convention(folder, conv, "SAFE products")
     if conv.given:
         raise InputError(f"{folder}: a SAFE product's metadata gives its conversion "
@@ -375,10 +392,10 @@ def _safe_spec(folder: Path, dem: Path | None, conv: Conversion) -> SceneSpec:
         hint = f" ({first})" if first else ""
         raise InputError(f"{folder}: SAFE product is missing band {', '.join(missing)}{hint}")
     native = _native_grid(files, folder)
-    grid, grid_record = on_10m_grid(native)
+    grid, grid_record, region = _grid_for(native, target, folder)
     bands, filled = _band_sources(files, folder, product.offsets, product.quantification)
     _check_footprints(bands, native, grid)
-    dem_src = _dem_source(dem, grid, folder)
+    dem_src = _dem_source(dem, grid, folder, region)
     _check_not_empty(bands[1].path, bands[1])
     medians = check_radiometry(CONVENTION, _spectral_sources(bands), None, "safe")
     if filled:
@@ -389,8 +406,64 @@ def _safe_spec(folder: Path, dem: Path | None, conv: Conversion) -> SceneSpec:
                "baseline": product.baseline, "quantification": product.quantification,
                "offsets": {b: product.offsets[b] for b in SPECTRAL},
                "conversion": _conversion_record(bands), "sampled_medians": medians,
-               "b10_filled": B10_FILL_REFLECTANCE if filled else None}
+               "b10_filled": B10_FILL_REFLECTANCE if filled else None, "footprint": region,
+               "scl": str(product.scl) if product.scl is not None else None}
     return SceneSpec("safe", str(folder), grid, bands, dem_src, None, details)
+
+
+def _grid_for(native: Grid, target: Grid | None, where: Path) -> tuple[Grid, dict, list]:
+    """The grid the scene is stored on, its record, and the scene's footprint on it (in its
+    CRS). ``target`` None: the scene's own 10 m grid (``tiler.gridding``); else that grid,
+    whose pixels outside the scene become nodata; refused when the two do not overlap."""
+    if target is None:
+        grid, record = on_10m_grid(native)
+        return grid, record, list(grid.bounds())
+    if check_metric_store_grid(target, str(where)) is not None:
+        raise InputError(f"{where}: the given grid is not 10 m in ground metres "
+                         f"({crs_name(CRS.from_wkt(target.crs_wkt))}, {target.res[0]:g} "
+                         f"x {target.res[1]:g})")
+    fp, g = _fmt_bounds_in(native, target), target.bounds()
+    region = [max(fp[0], g[0]), max(fp[1], g[1]), min(fp[2], g[2]), min(fp[3], g[3])]
+    if region[0] >= region[2] or region[1] >= region[3]:
+        raise InputError(f"{where}: the scene {_fmt(fp)} does not overlap the given grid "
+                         f"{_fmt(g)} (bounds in the grid's CRS)")
+    same = (CRS.from_wkt(native.crs_wkt) == CRS.from_wkt(target.crs_wkt)
+            and np.allclose(native.transform, target.transform, rtol=0, atol=1e-9))
+    share = ((region[2] - region[0]) * (region[3] - region[1])
+             / ((g[2] - g[0]) * (g[3] - g[1])))
+    record = {"crs": crs_name(CRS.from_wkt(target.crs_wkt)), "res_m": TARGET_RES,
+              "resampled_from": None if same else {
+                  "crs": crs_name(CRS.from_wkt(native.crs_wkt)), "res": list(native.res),
+                  "reason": "onto the given grid"},
+              "given": True, "covered_share": round(share, 6)}
+    return target, record, region
+
+
+def _with_mask(spec: SceneSpec, mask: str | Path | None,
+               values: tuple[float, ...] | None) -> SceneSpec:
+    """The spec with its unusable-pixel mask: ``mask`` (a file), else an L2A product's SCL,
+    else none (an L1C product, or an L2A without its SCL file: said in the note)."""
+    note = None
+    src: MaskSource | None = None
+    if mask is not None:
+        src = file_mask(mask, values, spec.grid, tuple(spec.details["footprint"]))
+    elif spec.details.get("scl"):
+        src = scl_mask(Path(spec.details["scl"]), values)
+    elif spec.kind == "safe":
+        if spec.details.get("level") == "L1C":
+            note = (f"{spec.source}: an L1C product has no scene classification (SCL): clouds, "
+                    f"cloud shadows and snow are not masked (pass --mask FILE to mask them)")
+        else:
+            note = (f"{spec.source}: no SCL file (IMG_DATA/R20m/*_SCL_20m.jp2) in this L2A "
+                    f"product: clouds, cloud shadows and snow are not masked")
+    if src is None and values is not None:
+        raise InputError(f"{spec.source}: --mask-values needs a mask: --mask FILE, or an L2A "
+                         f"product with its SCL; this input has none")
+    record = src.record() if src is not None else {"kind": None, "path": None,
+                                                   "excluded_values": []}
+    details = {k: v for k, v in spec.details.items() if k != "scl"}
+    details["mask"] = {**record, "note": note}
+    return replace(spec, mask=src, details=details)
 
 
 def _check_conversion(path: Path, conv: Conversion) -> None:
@@ -403,14 +476,23 @@ def _check_conversion(path: Path, conv: Conversion) -> None:
 
 def resolve_input(path: str | Path, dem: str | Path | None = None, *,
                   offset: float | None = None, quantification: float | None = None,
-                  convention: str | None = None, tile: int = TILE) -> SceneSpec:
+                  convention: str | None = None, tile: int = TILE,
+                  mask: str | Path | None = None, mask_values: Sequence[float] | None = None,
+                  grid: Grid | None = None) -> SceneSpec:
     """Inspect ``path`` (stacked GeoTIFF, band folder, or ``.SAFE`` folder) and ``dem``.
 
     ``offset``/``quantification`` (None: the file type's default) convert the spectral bands of
     a band folder or stack, of any dtype: (value + offset) / quantification; a SAFE product
     carries its own. ``convention`` (None: the stack's CONVENTION_TAG, else CONVENTION) says
-    what a stack holds. The scene goes on the 10 m grid of ``tiler.gridding``. Raises
-    InputError (one line, naming the file) on any bad input.
+    what a stack holds. The scene goes on the 10 m grid of ``tiler.gridding``, or onto
+    ``grid`` when given (a 10 m metre grid, e.g. the post-event scene's for a pre-event one:
+    its pixels outside the scene become nodata; refused when they do not overlap).
+
+    ``mask`` (a one-band raster in any CRS covering the scene) marks unusable pixels: those
+    whose value is in ``mask_values`` (None: ``tiler.masks.SCL_EXCLUDED``) become nodata. An
+    L2A product's own SCL is that mask unless ``mask`` is given; an L1C product is not masked
+    (``SceneSpec.mask_note`` says so). Raises InputError (one line, naming the file) on any bad
+    input.
     """
     path = Path(path).resolve()
     dem_path = Path(dem).resolve() if dem is not None else None
@@ -420,16 +502,20 @@ def resolve_input(path: str | Path, dem: str | Path | None = None, *,
     if not path.exists():
         raise InputError(f"{path}: input does not exist")
     _check_conversion(path, conv)
+    values = tuple(sorted({float(v) for v in mask_values})) if mask_values else None
+    if mask_values is not None and not values:
+        raise InputError(f"{path}: --mask-values is empty")
     if path.is_dir():
         if find_metadata(path) is not None:
-            spec = _safe_spec(path, dem_path, conv)
+            spec = _safe_spec(path, dem_path, conv, grid)
         elif looks_like_safe(path):
             raise InputError(f"{path}: looks like a SAFE product but has no MTD_MSIL2A.xml or "
                              f"MTD_MSIL1C.xml (the metadata gives the conversion to reflectance)")
         else:
-            spec = _bands_folder_spec(path, dem_path, conv)
+            spec = _bands_folder_spec(path, dem_path, conv, grid)
     else:
-        spec = _stack_spec(path, dem_path, conv)
+        spec = _stack_spec(path, dem_path, conv, grid)
+    spec = _with_mask(spec, mask, values)
     assert abs(spec.grid.res[0] - TARGET_RES) < 1e-6
     if tile != spec.grid.tile:
         spec = replace(spec, grid=replace(spec.grid, tile=tile))

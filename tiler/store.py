@@ -23,8 +23,12 @@ from zarr.codecs import BloscCodec
 from tiler.bands import BANDS, CONVENTION, CONVENTIONS
 from tiler.errors import OutputError, StoreError
 from tiler.grid import Grid
+from tiler.masks import shares
 
 IMAGE, VALID, TILED = "image", "valid", "tiled"
+MASK_COUNTS = "mask_counts"
+"""int64 (block_row, block_col, bucket): each block's scene pixels per mask value (buckets in
+``source.mask.buckets``), written with the block before its ``tiled`` flag."""
 CODEC = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 """The store's compressor. Measured on a 1024 px block of a synthetic SAFE scene (14 x 1024^2
 float32, 56 MiB): zstd level 3 wrote it in 0.83 s and read it in 0.34 s (39.1 MiB); Blosc lz4
@@ -42,6 +46,7 @@ def _geotransform(t: tuple) -> str:
 def _skeleton(grid: Grid, attrs: dict) -> tuple[xr.Dataset, dict]:
     h, w, n = grid.padded_height, grid.padded_width, len(BANDS)
     blk, tile = grid.block, grid.tile
+    buckets = ((attrs.get("source") or {}).get("mask") or {}).get("buckets") or []
     sr = xr.DataArray(np.int32(0), attrs={
         "crs_wkt": grid.crs_wkt, "spatial_ref": grid.crs_wkt,
         "GeoTransform": _geotransform(grid.transform)})
@@ -53,6 +58,9 @@ def _skeleton(grid: Grid, attrs: dict) -> tuple[xr.Dataset, dict]:
             VALID: (("y", "x"), da.zeros((h, w), chunks=(blk, blk), dtype="uint8"), gm),
             TILED: (("block_row", "block_col"),
                     np.zeros((grid.n_block_rows, grid.n_block_cols), dtype="uint8")),
+            **({MASK_COUNTS: (("block_row", "block_col", "mask_bucket"),
+                              np.zeros((grid.n_block_rows, grid.n_block_cols, len(buckets)),
+                                       dtype="int64"))} if buckets else {}),
         },
         coords={"band": np.array(BANDS, dtype=object), "y": grid.y_coords(),
                 "x": grid.x_coords(), "spatial_ref": sr},
@@ -66,6 +74,8 @@ def _skeleton(grid: Grid, attrs: dict) -> tuple[xr.Dataset, dict]:
                 "_FillValue": None},
         TILED: {"chunks": (1, 1), "_FillValue": None},
     }
+    if buckets:
+        encoding[MASK_COUNTS] = {"chunks": (1, 1, len(buckets)), "_FillValue": None}
     return ds, encoding
 
 
@@ -135,8 +145,9 @@ def read_tiled(path: str | Path) -> np.ndarray:
 
 
 def write_block(path: str | Path, grid: Grid, row: int, col: int, image: np.ndarray,
-                valid: np.ndarray) -> None:
-    """Write one whole shard of ``image`` and ``valid`` then set the block's ``tiled`` flag."""
+                valid: np.ndarray, mask_counts: np.ndarray | None = None) -> None:
+    """Write one whole shard of ``image`` and ``valid`` (and the block's ``mask_counts`` when
+    the scene is masked) then set the block's ``tiled`` flag."""
     win = grid.block_window(row, col)
     ys = slice(win.row_off, win.row_off + win.height)
     xs = slice(win.col_off, win.col_off + win.width)
@@ -144,7 +155,30 @@ def write_block(path: str | Path, grid: Grid, row: int, col: int, image: np.ndar
         group = zarr.open_group(str(path), mode="r+", zarr_format=3)
         group[IMAGE][:, ys, xs] = image
         group[VALID][ys, xs] = valid
+        if mask_counts is not None:
+            if MASK_COUNTS not in group:
+                raise StoreError(f"{path}: the store has no {MASK_COUNTS} array for a masked "
+                                 f"scene (tiled without a mask?): pass --overwrite")
+            group[MASK_COUNTS][row, col, :] = mask_counts
         group[TILED][row, col] = 1
+
+
+def mask_shares(path: str | Path) -> dict | None:
+    """The store's mask and the share of the scene's pixels (of the blocks tiled so far) per
+    mask value: ``{"kind": "scl" | "file" | None, "path", "excluded_values", "shares":
+    {"<value>" | "other" | "nodata": fraction}, "masked_share", "note"}``. SCL shares list
+    every class 0..11; "nodata": no mask data there (excluded too). None for a store made
+    before masks existed."""
+    group = open_group(path)
+    mask = (group.attrs.get("source") or {}).get("mask")
+    if mask is None:
+        return None
+    if MASK_COUNTS in group:
+        tiled = np.asarray(group[TILED][...]).astype(bool)
+        counts = np.asarray(group[MASK_COUNTS][...])[tiled].sum(axis=0)
+    else:
+        counts = np.zeros(0, dtype=np.int64)
+    return shares(counts, mask)
 
 
 def mark_complete(path: str | Path, complete: bool = True) -> None:
