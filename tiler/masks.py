@@ -103,6 +103,7 @@ def scl_mask(path: Path, values: Sequence[float] | None) -> MaskSource:
     with _open(path) as ds:
         if ds.count != 1:
             raise InputError(f"{path}: the SCL raster has {ds.count} bands, expected 1")
+        _check_readable(ds, path)
     return MaskSource("scl", str(path), excluded, tuple(float(c) for c in SCL_CLASSES))
 
 
@@ -199,7 +200,8 @@ def shares(counts: np.ndarray, mask: dict) -> dict:
     sh = {}
     for name, n in zip(buckets, counts.tolist(), strict=True):
         # SCL: every class, even an absent one; other rasters: the values present
-        if n or mask.get("kind") == "scl" and name in counted or name in excluded - {NO_MASK}:
+        every = mask.get("kind") == "scl" and name in counted
+        if n or every or (name in excluded and name != NO_MASK):
             sh[name] = n / total
     out["shares"] = sh
     out["masked_share"] = sum(n for name, n in zip(buckets, counts.tolist(), strict=True)
