@@ -111,3 +111,17 @@ def add_scene_options(p: argparse.ArgumentParser) -> None:
                    help="mask values to exclude (default: the SCL classes "
                         f"{','.join(map(str, SCL_EXCLUDED))}: no data, saturated, cloud "
                         "shadow, cloud medium/high probability, thin cirrus, snow)")
+
+
+def bounded_int(low: int, high: int):
+    """argparse type: a whole number from low to high."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is not between {low} and {high}")
+        return value
+
+    return parse

@@ -12,8 +12,15 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from jobs.cli import Parser, add_scene_options, non_negative, probability, run_job
-from mapping.event import expand_inputs, map_event
+from jobs.cli import (
+    Parser,
+    add_scene_options,
+    bounded_int,
+    non_negative,
+    probability,
+    run_job,
+)
+from mapping.event import expand_inputs, map_event, match_pre
 from mapping.outputs import OUTPUTS
 from mapping.scene import HALO, MapRequest, map_scene
 from tiler.bands import BLOCK
@@ -48,19 +55,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true",
                    help="replace OUT/tiles.zarr when it was made from another input")
     p.add_argument("--crs", help="the CRS of an event's inventory (default: the first scene's)")
-    p.add_argument("--halo", type=halo, default=HALO, help=argparse.SUPPRESS)
+    p.add_argument("--pre", help="the pre-event scene (an event: a folder of .SAFE products, "
+                   "matched by granule id): change.tif and each landslide's rdNDVI")
+    p.add_argument("--require-vegetation-loss", type=non_negative, metavar="X",
+                   help="with --pre: drop landslides whose mean rdNDVI is above -X")
+    p.add_argument("--halo", type=bounded_int(0, BLOCK // 2), default=HALO,
+                   help=argparse.SUPPRESS)
     return p.parse_args(argv)
-
-
-def halo(text: str) -> int:
-    """argparse type: a halo of 0 .. 512 px (half a block)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value <= BLOCK // 2:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and {BLOCK // 2}")
-    return value
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> dict:
     values = {f.name: getattr(args, f.name) for f in fields(MapRequest) if f.name != "input"}
     if event:
         return map_event(MapRequest(input="", **values), scenes, args.crs)
+    values["pre"] = match_pre(scenes[0], args.pre)
     return map_scene(MapRequest(input=scenes[0], **values))
 
 

@@ -19,9 +19,15 @@ from dataclasses import astuple, dataclass, field
 
 import numpy as np
 
+from tiler.change import change_block
 from tiler.grid import Grid
 from tiler.polygons import block_polygons
-from tiler.predictions import is_predicted, read_block_probability, write_block_probability
+from tiler.predictions import (
+    is_predicted,
+    read_block_probability,
+    write_block_change,
+    write_block_probability,
+)
 from tiler.preview import decimate_block
 from tiler.store import read_window
 from unet.predict import cached_model, normalized_window, predict_window
@@ -47,6 +53,8 @@ class BlockJob:
     model_id: str | None = None
     """The bundle's model_id the job was planned with (bundle.json); the worker refuses to
     predict with another. None: whatever model_dir holds when the worker looks."""
+    pre_store: str | None = None
+    """The pre-event scene's store, on the same grid: the block's change layers are made."""
 
 
 def block_context(
@@ -122,6 +130,12 @@ def map_block(job: BlockJob, row: int, col: int, *after: object) -> BlockResult:
         times.read_s += lap()
     else:
         p, image, valid = _predict(job, row, col, times, lap)
+    if job.pre_store is not None:
+        win = grid.block_window(row, col)
+        pre, pre_valid = read_window(job.pre_store, slice(win.row_off, win.row_off + win.height),
+                                     slice(win.col_off, win.col_off + win.width))
+        write_block_change(job.store, grid, row, col,
+                           change_block(image, valid, pre, pre_valid, list(job.bands)))
     pieces = block_polygons(p, job.threshold, grid, row, col, job.min_area_m2)
     preview = decimate_block(image, valid, grid, row, col, job.preview_step, list(job.bands))
     times.products_s += lap()

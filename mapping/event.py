@@ -14,6 +14,7 @@ OUT/probability.vrt (``tiler.mosaic``), published with OUT/report.json last.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -73,6 +74,47 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], bool]:
     return scenes, event
 
 
+TILE_ID = re.compile(r"_(T\d{2}[A-Z]{3})_")
+"""A Sentinel-2 granule id (MGRS tile) in a product's name: S2B_MSIL2A_..._T45RUL_..."""
+
+
+SENSED = re.compile(r"_(\d{8}T\d{6})_")
+"""The sensing start in a product's name: S2B_MSIL2A_20241008T045701_..."""
+
+
+def match_pre(scene: str, pre: str | None) -> str | None:
+    """The pre-event scene for ``scene``: ``pre`` itself, or, when ``pre`` is a folder of .SAFE
+    products, the latest one of the same granule id sensed before ``scene`` (the folder may hold
+    the post-event products too). InferError when there is none."""
+    if pre is None:
+        return None
+    folder = Path(pre)
+    if not folder.is_dir() or looks_like_safe(folder) or is_store(folder):
+        return pre
+    products = sorted(p for p in folder.glob("*.SAFE") if p.is_dir())
+    if not products:
+        return pre
+    name = Path(scene).name
+    tile = TILE_ID.search(name)
+    if tile is None:
+        raise InferError(f"{scene}: no granule id (_T##XXX_) in its name to find its "
+                         f"pre-event product in {pre}")
+    sensed = SENSED.search(name)
+    found = [p for p in products if f"_{tile.group(1)}_" in p.name
+             and p.resolve() != Path(scene).resolve()
+             and (sensed is None or (SENSED.search(p.name) or sensed).group(1)
+                  < sensed.group(1))]
+    if not found:
+        raise InferError(f"{pre}: no pre-event product of granule {tile.group(1)} sensed "
+                         f"before {name}")
+    return str(max(found, key=lambda p: SENSED.search(p.name).group(1)
+                   if SENSED.search(p.name) else ""))
+
+
+def _map_one(request: MapRequest, shared: SharedCluster) -> dict:
+    return map_scene(replace(request, pre=match_pre(request.input, request.pre)), shared)
+
+
 def event_crs(crs: str | None, first_layer: Path | None) -> CRS:
     if crs is not None:
         try:
@@ -107,6 +149,8 @@ def already_mapped(request: MapRequest) -> dict | None:
             and report.get("threshold") == threshold
             and report.get("min_area_m2") == request.min_area
             and report.get("tta") == request.tta and report.get("harmonized") == request.harmonize
+            and report.get("pre") == match_pre(request.input, request.pre)
+            and report.get("require_vegetation_loss") == request.require_vegetation_loss
             and all(Path(p).is_file() for p in report.get("outputs", {}).values()))
     return report if same else None
 
@@ -147,7 +191,7 @@ def _map_all(requests: list[MapRequest], config) -> list[dict]:
         print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
         shared = SharedCluster(client, config)
         with ThreadPoolExecutor(SCENES_IN_FLIGHT) as pool:
-            futures = {i: pool.submit(map_scene, r, shared) for i, r in todo.items()}
+            futures = {i: pool.submit(_map_one, r, shared) for i, r in todo.items()}
             for i, future in futures.items():
                 try:
                     results[i] = {"status": "mapped", "report": future.result()}

@@ -36,6 +36,8 @@ class GraphResult:
     preview: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     valid_pixels: int = 0
     """Counted over the blocks tiled by this run."""
+    pre_valid_pixels: int = 0
+    """The same for the pre-event scene."""
     tile_spans: list[tuple[float, float]] = field(default_factory=list)
     map_spans: list[tuple[float, float]] = field(default_factory=list)
 
@@ -67,14 +69,18 @@ def neighbours(row: int, col: int) -> list[tuple[int, int]]:
     return [(row + dr, col + dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]
 
 
-def run_graph(client: Client, plan: Plan | None, job: BlockJob) -> GraphResult:
-    """Tile the plan's blocks (none when ``plan`` is None) and map every block of the scene,
-    as one graph; returns the products. On any failure the graph is cancelled and the error
-    raised; the store keeps every block finished so far (flags), so a re-run resumes."""
+def run_graph(client: Client, plan: Plan | None, job: BlockJob,
+              pre: Plan | None = None) -> GraphResult:
+    """Tile the plan's blocks (none when ``plan`` is None; ``pre``: the pre-event scene's too)
+    and map every block of the scene, as one graph; returns the products. On any failure the
+    graph is cancelled and the error raised; the store keeps every block finished so far
+    (flags), so a re-run resumes."""
     grid = job.grid
     todo = set(plan.todo) if plan is not None else set()
     resources = model_resources(client)
+    pre_todo = set(pre.todo) if pre is not None else set()
     tiling: dict[tuple[int, int], Future] = {}
+    pre_tiling: dict[tuple[int, int], Future] = {}
     mapping: list[Future] = []
 
     def tile_row(r: int) -> None:
@@ -82,6 +88,9 @@ def run_graph(client: Client, plan: Plan | None, job: BlockJob) -> GraphResult:
             if (r, c) in todo:
                 tiling[r, c] = client.submit(tile_task, r, c, plan.spec, str(plan.store),
                                              pure=False)
+            if (r, c) in pre_todo:
+                pre_tiling[r, c] = client.submit(tile_task, r, c, pre.spec, str(pre.store),
+                                                 pure=False)
 
     # Submission order is Dask's priority: the blocks of row r are mapped as soon as rows
     # r - 1 .. r + 1 are tiled, before the tiling of the rows below them.
@@ -90,14 +99,16 @@ def run_graph(client: Client, plan: Plan | None, job: BlockJob) -> GraphResult:
         tile_row(r + 1)
         mapping += [client.submit(map_block, job, r, c,
                                   *[tiling[n] for n in neighbours(r, c) if n in tiling],
+                                  *([pre_tiling[r, c]] if (r, c) in pre_tiling else []),
                                   pure=False, resources=resources)
                     for c in range(grid.n_block_cols)]
     result = GraphResult()
-    futures = [*tiling.values(), *mapping]
+    pre_futures = set(pre_tiling.values())
+    futures = [*tiling.values(), *pre_tiling.values(), *mapping]
     try:
         with tqdm(total=len(futures), unit="task", desc="tile+map", file=sys.stderr) as bar:
             for future in as_completed(futures):
-                _collect(result, future.result())
+                _collect(result, future.result(), future in pre_futures)
                 bar.update(1)
     except BaseException:
         client.cancel(futures)
@@ -105,8 +116,12 @@ def run_graph(client: Client, plan: Plan | None, job: BlockJob) -> GraphResult:
     return result
 
 
-def _collect(result: GraphResult, done: BlockResult | tuple[int, tuple[float, float]]) -> None:
-    if isinstance(done, BlockResult):
+def _collect(result: GraphResult, done: BlockResult | tuple[int, tuple[float, float]],
+             pre: bool = False) -> None:
+    if pre:
+        result.pre_valid_pixels += done[0]
+        result.tile_spans.append(done[1])
+    elif isinstance(done, BlockResult):
         result.times += done.times
         result.polygons.extend(done.polygons)
         result.preview[done.row, done.col] = done.preview

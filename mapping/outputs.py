@@ -18,7 +18,8 @@ from pathlib import Path
 from tiler.errors import OutputError
 
 OUTPUTS = ("probability.tif", "mask.tif", "landslides.gpkg", "preview.png", "report.json")
-OPTIONAL_OUTPUTS = ("summary.png", "landslides.geojson", "inventory.gpkg", "probability.vrt")
+OPTIONAL_OUTPUTS = ("summary.png", "landslides.geojson", "change.tif", "inventory.gpkg",
+                    "probability.vrt")
 """Written only when asked for (``--figure``, ``--vector-format geojson``, several scenes);
 published and claimed only when written, and an earlier run's copy is removed like any other
 output."""

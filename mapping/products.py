@@ -17,23 +17,32 @@ from tiler.grid import Grid
 from tiler.polygons import (
     Landslides,
     centroids_lonlat,
+    mean_rdndvi,
     merge_block_polygons,
     write_polygons,
     write_rasters,
 )
+from tiler.predictions import has_change
 from tiler.preview import assemble_blocks, render_preview
 from tiler.rasters import to_cog
 from tiler.summary_figure import write_summary_figure
 
 
 def landslides(store: Path, grid: Grid, graph: GraphResult, work: Path, min_area_m2: float,
-               identity: dict[str, str | None]) -> Landslides:
+               identity: dict[str, str | None],
+               require_vegetation_loss: float | None = None) -> Landslides:
     """The scene's landslides with their attributes, and the probability and mask rasters
-    (not yet COGs) in work. ``identity``: ``scene``, ``sensing_date``, ``model_id``, repeated
-    on every polygon."""
+    (not yet COGs) in work (and the rdNDVI raster when the store holds pre-event change).
+    ``identity``: ``scene``, ``sensing_date``, ``model_id``, repeated on every polygon.
+    ``require_vegetation_loss`` X: polygons whose mean rdNDVI is above -X are dropped before the
+    mask is burnt (those without any pre-event pixel are kept: no evidence either way)."""
     polygons = merge_block_polygons(graph.polygons, grid, min_area_m2)
+    if require_vegetation_loss is not None and polygons:
+        keep = ~(mean_rdndvi(store, grid, polygons) > -require_vegetation_loss)
+        polygons = [p for p, k in zip(polygons, keep, strict=True) if k]
     stats = write_rasters(store, grid, polygons, work / "probability.raw.tif",
-                          work / "mask.raw.tif")
+                          work / "mask.raw.tif",
+                          work / "change.raw.tif" if has_change(store) else None)
     n = len(polygons)
     lon, lat = centroids_lonlat(polygons, grid.crs_wkt)
     attributes = {
@@ -53,6 +62,8 @@ def write_outputs(store: Path, grid: Grid, graph: GraphResult, work: Path, found
     ``geojson``), under work. ``metadata`` goes into the polygon layers."""
     to_cog(work / "probability.raw.tif", work / "probability.tif", "AVERAGE")
     to_cog(work / "mask.raw.tif", work / "mask.tif", "NEAREST")
+    if (work / "change.raw.tif").is_file():
+        to_cog(work / "change.raw.tif", work / "change.tif", "AVERAGE")
     write_polygons(work / "landslides.gpkg", found, grid.crs_wkt, metadata=metadata)
     if geojson:
         write_polygons(work / "landslides.geojson", found, grid.crs_wkt, metadata=metadata,

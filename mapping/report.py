@@ -15,7 +15,7 @@ from tiler.grid import Grid
 from tiler.gridding import crs_name
 from tiler.polygons import Landslides
 from tiler.run import TileResult
-from tiler.store import store_attrs
+from tiler.store import mask_shares, store_attrs
 from unet.bundle import Bundle
 
 if TYPE_CHECKING:
@@ -38,6 +38,8 @@ def report(request: MapRequest, out: Path, store: Path, bundle: Bundle, job: Blo
         "min_area_m2": request.min_area,
         "tta": request.tta,
         "harmonized": request.harmonize,
+        "pre": request.pre,
+        "require_vegetation_loss": request.require_vegetation_loss,
         "harmonization": ({"scale": list(job.scale), "offset": list(job.offset)}
                           if job.scale is not None else None),
         "convention": attrs["convention"],
@@ -53,6 +55,7 @@ def report(request: MapRequest, out: Path, store: Path, bundle: Bundle, job: Blo
         "overlap_s": graph.overlap(),
         "halo_px": request.halo,
         "compute_ratio": compute_ratio(grid, request.halo),
+        "unusable_pixels": mask_shares(store),
         "landslides": len(found.polygons),
         "landslide_area_m2": found.total_area_m2,
         "scene_area_m2": grid.height * grid.width * pixel_area,

@@ -38,9 +38,10 @@ from mapping.outputs import (
 from mapping.products import landslides, write_outputs
 from mapping.report import report
 from tiler.bands import BANDS
+from tiler.change import LAYERS
 from tiler.grid import Grid
 from tiler.gridding import check_metric_store_grid
-from tiler.predictions import complete_grid, prepare_predictions
+from tiler.predictions import complete_grid, prepare_change, prepare_predictions
 from tiler.preview import preview_step
 from tiler.run import Plan, TileResult, finish_plan, plan_store, run_plan
 from tiler.safe import looks_like_safe, sensing_date
@@ -51,6 +52,7 @@ from unet.bundle import Bundle, check_model_file, read_bundle
 
 HALO = 32
 STORE = "tiles.zarr"
+PRE_STORE = "pre.zarr"
 LOCK = ".lock"
 
 
@@ -70,6 +72,9 @@ class MapRequest:
     offset: float | None = None
     quantification: float | None = None
     convention: str | None = None
+    mask: str | None = None
+    """An unusable-pixel raster (e.g. an SCL); default: an L2A product's own SCL."""
+    mask_values: tuple[float, ...] | None = None
     threshold: float | None = None
     """None: the bundle's."""
     min_area: float = 200.0
@@ -78,6 +83,11 @@ class MapRequest:
     figure: bool = False
     overwrite: bool = False
     halo: int = HALO
+    pre: str | None = None
+    """A pre-event scene (same kinds as input), tiled onto this scene's grid: change.tif and
+    each polygon's ndvi_pre, ndvi_post, rdndvi."""
+    require_vegetation_loss: float | None = None
+    """Drop polygons whose mean rdNDVI is above minus this (ground already bare before)."""
     vector_format: str = "gpkg"
     """"gpkg", or "geojson": landslides.geojson (WGS 84) next to landslides.gpkg."""
 
@@ -140,7 +150,8 @@ def map_scene(request: MapRequest, shared: SharedCluster | None = None) -> dict:
     config = shared.config if shared else load_cluster_config(request.cluster)
     out = prepare_out(Path(request.out))
     refuse_outputs_over_inputs(out, {"INPUT": request.input, "--dem": request.dem,
-                                     "--model": request.model, "--cluster": request.cluster})
+                                     "--model": request.model, "--cluster": request.cluster,
+                                     "--mask": request.mask, "--pre": request.pre})
     store = Path(request.input).resolve() if is_store(request.input) else out / STORE
     with exclusive(out / LOCK, out), exclusive(store_lock(store), store):
         check_outputs_owned(out)
@@ -148,6 +159,7 @@ def map_scene(request: MapRequest, shared: SharedCluster | None = None) -> dict:
         bands = list(BANDS) if plan is not None else list(store_attrs(store)["bands"])
         check_compatible(request.input, bands, convention, bundle, request.harmonize,
                          request.model)
+        pre = _pre_plan(request, out, plan.spec.grid if plan else store_grid(store), convention)
         clear_earlier_outputs(out)
         threshold = bundle.threshold if request.threshold is None else request.threshold
         stages.done("setup")
@@ -159,12 +171,12 @@ def map_scene(request: MapRequest, shared: SharedCluster | None = None) -> dict:
                 print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
             stages.done("cluster_start")
             graph, tiled, job, blocks = _map_blocks(request, client, config, plan, store,
-                                                    bundle, convention, threshold, stages)
+                                                    bundle, convention, threshold, stages, pre)
             closing = _close_in_background(cluster.pop_all(), client,
                                            not shared and config.kind == "local")
         work = work_folder(out)
         found = landslides(store, job.grid, graph, work, request.min_area,
-                           scene_identity(request, bundle))
+                           scene_identity(request, bundle), request.require_vegetation_loss)
         stages.done("polygons_rasters")
         write_outputs(store, job.grid, graph, work, found, job.preview_step,
                       layer_metadata(request, bundle, threshold), request.figure,
@@ -228,7 +240,8 @@ def _quiet() -> None:
 
 def _map_blocks(request: MapRequest, client, config: ClusterConfig, plan: Plan | None,
                 store: Path, bundle: Bundle, convention: str, threshold: float,
-                stages: Stages) -> tuple[GraphResult, TileResult | None, BlockJob, list]:
+                stages: Stages, pre: Plan | None = None
+                ) -> tuple[GraphResult, TileResult | None, BlockJob, list]:
     """The Dask part: preload the model on every worker, tile and map in one graph (tiling
     first on its own only when --harmonize needs the whole scene's percentiles)."""
     threads = tf_threads(config, client)
@@ -238,18 +251,22 @@ def _map_blocks(request: MapRequest, client, config: ClusterConfig, plan: Plan |
         tiled, plan = run_plan(plan, client), None
     grid = plan.spec.grid if plan is not None and not plan.already_complete else \
         complete_grid(store)
-    job = _block_job(request, store, grid, bundle, threshold, threads)
+    job = _block_job(request, store, grid, bundle, threshold, threads, pre)
     blocks = prepare_predictions(store, grid, prediction_identity(job, convention))
-    graph = run_graph(client, plan, job)
+    if pre is not None:
+        prepare_change(store, grid, len(LAYERS))
+    graph = run_graph(client, plan, job, pre)
     if plan is not None:
         tiled = finish_plan(plan, graph.valid_pixels)
+    if pre is not None:
+        finish_plan(pre, graph.pre_valid_pixels)
     graph.times.load_s += preload_seconds(client, loading)
     stages.done("blocks")
     return graph, tiled, job, blocks
 
 
 def _block_job(request: MapRequest, store: Path, grid: Grid, bundle: Bundle, threshold: float,
-               threads: int | None) -> BlockJob:
+               threads: int | None, pre: Plan | None = None) -> BlockJob:
     scale = offset = None
     if request.harmonize:
         q = list(bundle.percentiles["q"])
@@ -262,7 +279,8 @@ def _block_job(request: MapRequest, store: Path, grid: Grid, bundle: Bundle, thr
                     min_area_m2=request.min_area, bands=tuple(store_attrs(store)["bands"]),
                     preview_step=preview_step(grid), halo=request.halo, tta=request.tta,
                     intra_op_threads=threads, scale=scale, offset=offset,
-                    model_id=bundle.model_id)
+                    model_id=bundle.model_id,
+                    pre_store=str(pre.store) if pre is not None else None)
 
 
 def _plan(request: MapRequest, store: Path) -> tuple[Plan | None, str]:
@@ -274,5 +292,25 @@ def _plan(request: MapRequest, store: Path) -> tuple[Plan | None, str]:
             raise InferError(problem)
         return None, str(store_attrs(store)["convention"])
     spec = resolve_input(request.input, request.dem, offset=request.offset,
-                         quantification=request.quantification, convention=request.convention)
+                         quantification=request.quantification, convention=request.convention,
+                         mask=request.mask, mask_values=request.mask_values)
+    if spec.mask_note:
+        print(f"{request.input}: {spec.mask_note}", file=sys.stderr)
     return plan_store(spec, store, overwrite=request.overwrite), spec.convention
+
+
+def _pre_plan(request: MapRequest, out: Path, grid: Grid, convention: str) -> Plan | None:
+    """The plan that tiles the pre-event scene onto this scene's grid, into OUT/pre.zarr."""
+    if request.pre is None:
+        if request.require_vegetation_loss is not None:
+            raise InferError("--require-vegetation-loss: needs --pre (the pre-event scene)")
+        return None
+    spec = resolve_input(request.pre, request.dem, offset=request.offset,
+                         quantification=request.quantification, convention=request.convention,
+                         grid=grid)
+    if spec.convention != convention:
+        raise InferError(f"{request.pre}: the pre-event scene holds {spec.convention!r}, the "
+                         f"scene {convention!r}: their NDVI cannot be compared")
+    if spec.mask_note:
+        print(f"{request.pre}: {spec.mask_note}", file=sys.stderr)
+    return plan_store(spec, out / PRE_STORE, overwrite=True)

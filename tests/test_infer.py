@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pyogrio.raw
 import pytest
@@ -159,6 +160,35 @@ def test_geojson_for_web_maps_in_wgs84(scene, model, baseline, cluster_yaml, tmp
     assert gj["features"] == gp["features"] > 0
     assert list(gj["fields"]) == list(gp["fields"])
     assert "landslides.geojson" in json.loads((out / ".outputs.json").read_text())["outputs"]
+
+
+def test_clouds_of_a_mask_are_nodata_and_the_map_elsewhere_unchanged(scene, model, baseline,
+                                                                     cluster_yaml, tmp_path):
+    with rasterio.open(scene / "scene.tif") as src:
+        profile = {"driver": "GTiff", "width": src.width, "height": src.height, "count": 1,
+                   "dtype": "uint8", "crs": src.crs, "transform": src.transform}
+    scl = np.full((profile["height"], profile["width"]), 4, np.uint8)  # vegetation
+    scl[200:500, 300:700] = 9  # cloud, high probability
+    scl[600:650, 100:200] = 3  # cloud shadow
+    with rasterio.open(tmp_path / "scl.tif", "w", **profile) as dst:
+        dst.write(scl, 1)
+    out = tmp_path / "out"
+    run(parse_args([str(scene / "scene.tif"), "--model", str(model), "--out", str(out),
+                    "--cluster", str(cluster_yaml), "--min-area", "0",
+                    "--mask", str(tmp_path / "scl.tif")]))
+    mask, before = read(out / "mask.tif"), read(baseline / "mask.tif")
+    cloudy = np.isin(scl, (3, 9))
+    assert (before[cloudy] == 1).any()  # there was something to hide
+    assert np.all(mask[cloudy] == 255) and not (mask[cloudy] == 1).any()
+    assert np.all(np.isnan(read(out / "probability.tif"))[cloudy])
+    # beyond the network's reach of the clouds (their context changed), nothing else moved
+    far = cv2.distanceTransform((~cloudy).astype(np.uint8), cv2.DIST_C, 3) > 128
+    np.testing.assert_array_equal(mask[far], before[far])
+    report = json.loads((out / "report.json").read_text())
+    shares = report["unusable_pixels"]["shares"]
+    assert shares["9"] == pytest.approx(cloudy.sum() / cloudy.size - 50 * 100 / cloudy.size,
+                                        rel=1e-6)
+    assert report["unusable_pixels"]["masked_share"] >= shares["9"] + shares["3"] - 1e-9
 
 
 def test_tiled_inference_agrees_with_one_pass_over_the_scene(baseline, model):

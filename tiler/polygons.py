@@ -9,6 +9,7 @@ scene, so shared borders are exact) and ``merge_block_polygons`` at the end: a l
 block borders is unioned back into one polygon before the minimum area is applied.
 """
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,9 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 from shapely.geometry import Polygon, shape
 
+from tiler.change import LAYERS
 from tiler.grid import Grid
-from tiler.predictions import PROBABILITY
+from tiler.predictions import CHANGE, PROBABILITY
 from tiler.rasters import MASK_NODATA, grid_profile
 from tiler.store import IMAGE, VALID, open_group
 from tiler.zonal import ZoneStats
@@ -186,25 +188,37 @@ def burn_mask(store: str | Path, grid: Grid, polygons: list[Polygon], path: Path
 
 
 def write_rasters(store: str | Path, grid: Grid, polygons: list[Polygon], probability_tif: Path,
-                  mask_tif: Path) -> dict[str, np.ndarray]:
+                  mask_tif: Path, change_tif: Path | None = None) -> dict[str, np.ndarray]:
     """One pass over the store, a block row at a time: the probability GeoTIFF, the mask burnt
     from ``polygons`` (as ``burn_mask``) and each polygon's statistics (returned, one array
     each): ``mean_prob`` (as ``mean_probabilities``), ``max_prob``, ``mean_slope_deg``,
-    ``elev_min_m``, ``elev_max_m``. The polygons are rasterised once for all of it."""
+    ``elev_min_m``, ``elev_max_m``; and when the store holds pre-event ``change`` and
+    ``change_tif`` is given, the rdNDVI GeoTIFF and the mean of each change layer
+    (``ndvi_pre``, ``ndvi_post``, ``rdndvi``). The polygons are rasterised once for all of it."""
     group = open_group(store)
     prob, valid, image = group[PROBABILITY], group[VALID], group[IMAGE]
+    change = group[CHANGE] if change_tif is not None and CHANGE in group else None
     bands = list(group.attrs["bands"])
     terrain = [bands.index("slope"), bands.index("DEM")]
     n = len(polygons)
     p_stats, slope_stats, dem_stats = ZoneStats(n), ZoneStats(n), ZoneStats(n)
+    change_stats = [ZoneStats(n) for _ in LAYERS] if change is not None else []
     strips = label_strips(polygons, Affine(*grid.transform), grid.height, grid.width, grid.block)
-    with (rasterio.open(probability_tif, "w", **grid_profile(grid, "float32", np.nan)) as pdst,
-          rasterio.open(mask_tif, "w", **grid_profile(grid, "uint8", MASK_NODATA)) as mdst):
+    with contextlib.ExitStack() as files:
+        pdst = files.enter_context(rasterio.open(probability_tif, "w",
+                                                 **grid_profile(grid, "float32", np.nan)))
+        mdst = files.enter_context(rasterio.open(mask_tif, "w",
+                                                 **grid_profile(grid, "uint8", MASK_NODATA)))
+        cdst = files.enter_context(rasterio.open(change_tif, "w", **grid_profile(
+            grid, "float32", np.nan))) if change is not None else None
         for window, labels in strips:
             y0, y1 = window.row_off, window.row_off + window.height
             p = prob[y0:y1, : grid.width]
             ok = valid[y0:y1, : grid.width] == 1
             pdst.write(p, 1, window=window)
+            layers = change[:, y0:y1, : grid.width] if change is not None else None
+            if cdst is not None:
+                cdst.write(layers[LAYERS.index("rdndvi")], 1, window=window)
             if labels.any():
                 p_stats.add(labels, p)
                 lo = min(terrain)
@@ -213,12 +227,35 @@ def write_rasters(store: str | Path, grid: Grid, polygons: list[Polygon], probab
                 inside = np.where(ok, labels, 0)
                 slope_stats.add(inside, slope)
                 dem_stats.add(inside, dem)
+                for stats, layer in zip(change_stats, layers if layers is not None else [],
+                                        strict=True):
+                    stats.add(inside, layer)
             out = (labels > 0).astype(np.uint8)
             out[~ok] = MASK_NODATA
             mdst.write(out, 1, window=window)
-    return {"mean_prob": p_stats.mean(), "max_prob": p_stats.maximum(),
-            "mean_slope_deg": slope_stats.mean(), "elev_min_m": dem_stats.minimum(),
-            "elev_max_m": dem_stats.maximum()}
+    result = {"mean_prob": p_stats.mean(), "max_prob": p_stats.maximum(),
+              "mean_slope_deg": slope_stats.mean(), "elev_min_m": dem_stats.minimum(),
+              "elev_max_m": dem_stats.maximum()}
+    if change_stats:
+        result.update({name: stats.mean() for name, stats in zip(LAYERS, change_stats,
+                                                                    strict=True)})
+    return result
+
+
+def mean_rdndvi(store: str | Path, grid: Grid, polygons: list[Polygon]) -> np.ndarray:
+    """Each polygon's mean rdNDVI over its pixels with pre- and post-event data (NaN: none),
+    from the store's ``change`` array."""
+    group = open_group(store)
+    change, valid = group[CHANGE], group[VALID]
+    stats = ZoneStats(len(polygons))
+    k = LAYERS.index("rdndvi")
+    for window, labels in label_strips(polygons, Affine(*grid.transform), grid.height,
+                                       grid.width, grid.block):
+        if labels.any():
+            y0, y1 = window.row_off, window.row_off + window.height
+            inside = np.where(valid[y0:y1, : grid.width] == 1, labels, 0)
+            stats.add(inside, change[k, y0:y1, : grid.width])
+    return stats.mean()
 
 
 def write_polygons(path: Path, landslides: Landslides, crs_wkt: str, *,

@@ -17,6 +17,9 @@ from tiler.store import CODEC, open_group, store_attrs, store_grid
 
 PROBABILITY = "probability"
 PREDICTED = "predicted"
+CHANGE = "change"
+"""(layer, y, x) float32: ``tiler.change.LAYERS`` of each pixel, when a pre-event scene is
+given; remade by every run (it depends on the pre-event scene, not on the model)."""
 IDENTITY = "identity"
 """The attribute of `probability` that holds the whole identity of its predictions."""
 
@@ -96,3 +99,33 @@ def _create(group: zarr.Group, grid: Grid, identity: dict) -> None:
         dimension_names=("block_row", "block_col"),
     )
 
+
+
+def prepare_change(store: str | Path, grid: Grid, layers: int) -> None:
+    """A fresh ``change`` array (NaN), replacing any of an earlier run."""
+    group = open_group(store, mode="r+")
+    if CHANGE in group:
+        del group[CHANGE]
+    group.create_array(
+        CHANGE,
+        shape=(layers, grid.padded_height, grid.padded_width),
+        chunks=(layers, grid.tile, grid.tile),
+        shards=(layers, grid.block, grid.block),
+        dtype="float32",
+        fill_value=np.nan,
+        compressors=CODEC,
+        dimension_names=("layer", "y", "x"),
+    )
+
+
+def write_block_change(store: str | Path, grid: Grid, row: int, col: int,
+                       change: np.ndarray) -> None:
+    """Write block (row, col) of ``change`` (a whole shard)."""
+    win = grid.block_window(row, col)
+    group = zarr.open_group(str(store), mode="r+", zarr_format=3)
+    group[CHANGE][:, win.row_off:win.row_off + win.height,
+                  win.col_off:win.col_off + win.width] = change
+
+
+def has_change(store: str | Path) -> bool:
+    return CHANGE in open_group(store)
