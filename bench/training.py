@@ -44,15 +44,16 @@ STRATEGIES = (("default", "default", []),
 
 def bench_training(cfg: dict, work: Path) -> dict:
     """Samples/s under each strategy. The machine is shared and its speed drifts: the
-    strategies are run in turn (A B C A B C ...) cfg["train_rounds"] times (default 2) and
-    each figure is the median of its rounds, so a ratio compares runs made side by side."""
+    strategies are run in turn (A B C A B C ...) cfg["train_rounds"] times (default 1; a full
+    run should ask for 2 or more) and each figure is the median of its rounds, so a ratio
+    compares runs made side by side."""
     from simulator.patches import write_patches
 
     data = work / "patches"
     if not (data / "dataset.json").exists():
         write_patches(data, cfg["n_train"], cfg["n_valid"], seed=0)
     runs: dict[str, list[dict]] = {}
-    for _ in range(int(cfg.get("train_rounds", 2))):
+    for _ in range(int(cfg.get("train_rounds", 1))):
         for name, strategy, extra in STRATEGIES:
             out = fresh(work / f"train-{strategy}")
             m = run_measured(train_cmd(cfg, data, out, strategy) + ["--seed", "0"] + extra,
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2, help="strategy rounds (A B C A B C ...)")
     args = p.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    cfg = {"n_train": 256, "n_valid": 64, "width": 16, "depth": 4, "train_epochs": 3,
+    cfg = {"n_train": 256, "n_valid": 64, "width": 8, "depth": 4, "train_epochs": 3,
            "train_steps": 12, "train_rounds": args.rounds,
            "generalisation": {"widths": [int(w) for w in args.widths.split(",")],
                               "epochs": args.epochs}}

@@ -32,7 +32,9 @@ class TrainConfig:
     normalization: str = "train"
     """"train": streamed mean/std of the training split; "official": the L4S baseline values."""
     clip: float = DEFAULT_CLIP
-    base_width: int = 16
+    base_width: int = 8
+    """Chosen by generalisation (bench.training): trained on the default world, width 8 mapped a
+    scene of the other world at F1 0.923, width 16 at 0.466 (false positives on its confusers)."""
     depth: int = 4
     batch_norm: bool = True
     dropout: float = 0.0
