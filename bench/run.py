@@ -40,18 +40,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def settings(args: argparse.Namespace) -> dict:
+    """widths: the models the pipeline is measured with (the first is the production one,
+    trained by the default-strategy training run; the others briefly, for their cost only);
+    granule: the side of the SAFE product of the scale section (None: not measured); event:
+    the side of each of the two scenes of the event measurement."""
     if args.tiny:
         return {"n_train": 32, "n_valid": 16, "width": 4, "depth": 2, "train_epochs": 1,
                 "train_steps": 2, "pipeline": 384, "scale": [256, 384], "ceiling_s": 1.0,
-                "wide_width": 6}
-    # wide_width: a second model, of the Landslide4Sense baseline U-Net's size (width 32,
-    # about 6 GFLOP a tile), trained only long enough to predict something: how the pipeline's
-    # ratio to its ceiling grows with the model's cost.
+                "widths": [4, 6], "granule": None, "event": 256}
     full = {"n_train": 256, "n_valid": 64, "width": 8, "depth": 4, "train_epochs": 2,
-            "train_steps": 12, "pipeline": 4096, "scale": [1024, 4096, 10980],
-            "ceiling_s": 10.0, "wide_width": 32}
+            "train_steps": 12, "pipeline": 4096, "scale": [1024, 4096], "ceiling_s": 10.0,
+            "widths": [8, 16, 32], "granule": 10980, "event": 2048}
     if args.quick:
-        full.update(pipeline=2048, scale=[1024, 4096], wide_width=None)
+        full.update(pipeline=2048, widths=[8], granule=None, event=1024)
     return full
 
 
@@ -86,35 +87,40 @@ def bench_ceiling(cfg: dict, model_dir: Path) -> dict:
             "fraction_of_matmul": tiles * flops / 1e9 / peak}
 
 
-def scene_path(size: int, work: Path) -> Path:
-    """The synthetic size x size scene GeoTIFF (made once, seed 11)."""
+def scene_path(size: int, work: Path, seed: int = 11) -> Path:
+    """The synthetic size x size scene GeoTIFF (made once per seed)."""
     from simulator.scene import write_scene
 
-    scene = work / f"scene-{size}"
+    scene = work / (f"scene-{size}" if seed == 11 else f"scene-{size}-seed{seed}")
     if not (scene / "truth.tif").exists():
-        write_scene(scene, size, size, seed=11)
+        write_scene(scene, size, size, seed=seed)
     return scene / "scene.tif"
 
 
 def bench_scene(size: int, model_dir: Path, work: Path, cluster: Path | None = None,
-                name: str = "map") -> dict:
-    """A synthetic size x size scene through the whole job (GeoTIFF in, COGs and polygons out),
-    on the default LocalCluster unless `cluster` (a cluster.yaml) is given."""
-
+                name: str = "map", scene: Path | list[Path] | None = None,
+                dem: Path | None = None, tiles_factor: int = 1) -> dict:
+    """A size x size scene (default: the synthetic GeoTIFF; a SAFE product with ``dem``; a
+    list for an event) through the whole job, as a user runs it, on the default LocalCluster
+    unless ``cluster`` (a cluster.yaml) is given."""
     out = work / f"{name}-{size}"
     shutil.rmtree(out, ignore_errors=True)
     log = work / f"{name}-{size}.log"
-    cmd = [sys.executable, "-m", "jobs.infer", str(scene_path(size, work)),
-           "--model", str(model_dir), "--out", str(out)]
+    scenes = scene if isinstance(scene, list) else [scene or scene_path(size, work)]
+    cmd = [sys.executable, "-m", "jobs.infer", *map(str, scenes), "--model", str(model_dir),
+           "--out", str(out)]
+    cmd += ["--dem", str(dem)] if dem else []
     m = run_measured(cmd + (["--cluster", str(cluster)] if cluster else []), env=env(),
                      cwd=REPO, log=log)
     check(m, f"jobs.infer on {size}^2", log)
+    tiles = (-(-size // TILE)) ** 2 * tiles_factor
+    result = {"size": size, "tiles": tiles, "wall_s": m.wall_s, "tiles_per_s": tiles / m.wall_s,
+              "peak_rss_gib": m.peak_rss_bytes / 2**30}
+    if len(scenes) > 1:
+        return result
     report = json.loads((out / "report.json").read_text())
-    tiles = (-(-size // TILE)) ** 2
     stages = report["timings"]
-    return {"size": size, "tiles": tiles, "wall_s": m.wall_s, "tiles_per_s": tiles / m.wall_s,
-            "peak_rss_gib": m.peak_rss_bytes / 2**30, "stages_s": stages,
-            "outside_job_s": m.wall_s - stages["total_s"],
+    return {**result, "stages_s": stages, "outside_job_s": m.wall_s - stages["total_s"],
             "infer_worker_s": report["infer_worker_s"], "overlap_s": report["overlap_s"],
             "compute_ratio": report["compute_ratio"],
             "blocks_stage_tiles_per_s": report["tiles_predicted"] / stages["blocks_s"]}
@@ -132,18 +138,79 @@ def bench_warm_cluster(size: int, model_dir: Path, work: Path) -> dict:
     return second
 
 
-def bench_wide_model(cfg: dict, work: Path) -> dict:
-    """Train the wide model briefly, then its ceiling and the pipeline scene with it."""
-    width = cfg["wide_width"]
+def train_width(cfg: dict, width: int, work: Path) -> Path:
+    """A model of ``width`` trained only long enough to predict something: its cost is what the
+    pipeline figures need, not its maps."""
     out = fresh(work / f"train-width{width}")
     log = work / f"train-width{width}.log"
     m = run_measured(train_cmd({**cfg, "width": width}, work / "patches", out, "default")
                      + ["--seed", "0"], env=env(), cwd=REPO, log=log)
     check(m, f"jobs.train --base-width {width}", log)
-    ceiling = bench_ceiling(cfg, out)
-    scene = bench_scene(cfg["pipeline"], out, work, name=f"map-width{width}")
+    return out
+
+
+def floor_parts(scene: Path, model_dir: Path, work: Path, dem: Path | None = None) -> dict:
+    """bench.floor's parts for a scene, measured in their own processes."""
+    cmd = [sys.executable, "-m", "bench.floor", str(scene), str(model_dir)]
+    log = work / f"floor-{scene.parent.name}.log"
+    m = run_measured(cmd + (["--dem", str(dem)] if dem else []), env=env(), cwd=REPO, log=log)
+    check(m, "bench.floor", log)
+    return json.loads([line for line in m.output.splitlines() if line.startswith("{")][-1])
+
+
+def with_floor(scene: dict, ceiling: dict, parts: dict) -> dict:
+    """The scene's floor (its fixed parts plus the model at its best) beside the job."""
+    model_s = scene["tiles"] * scene["compute_ratio"] / ceiling["tiles_per_s"]
+    floor_s = sum(parts.values()) + model_s
+    return {**scene, "floor_parts_s": parts, "floor_model_s": model_s, "floor_s": floor_s,
+            "floor_ratio": model_s / floor_s, "job_over_floor": scene["wall_s"] / floor_s}
+
+
+def bench_width(cfg: dict, width: int, model_dir: Path, work: Path, parts: dict) -> dict:
+    """The bare model before and after the job, the job on the pipeline scene, its floor."""
+    before = bench_ceiling(cfg, model_dir)
+    scene = bench_scene(cfg["pipeline"], model_dir, work, name=f"map-width{width}")
+    after = bench_ceiling(cfg, model_dir)
+    best = max((before, after), key=lambda c: c["tiles_per_s"])
+    scene["ratio_to_ceiling"] = scene["tiles_per_s"] / best["tiles_per_s"]
+    return {"width": width, "model": str(model_dir), "ceiling": best,
+            "ceiling_before": before, "ceiling_after": after,
+            "pipeline": with_floor(scene, best, parts)}
+
+
+def safe_scene(size: int, work: Path) -> tuple[Path, Path]:
+    """A synthetic granule as a SAFE product (13 JP2 bands) and its DEM, made once."""
+    out = work / f"safe-{size}"
+    if not (out / "dem.tif").exists():
+        shutil.rmtree(out, ignore_errors=True)
+        log = work / f"synth-safe-{size}.log"
+        m = run_measured([sys.executable, "-m", "jobs.synth", "scene", str(out), "--height",
+                          str(size), "--width", str(size), "--seed", "7"], env=env(), cwd=REPO,
+                         log=log)
+        check(m, f"jobs.synth scene {size}", log)
+    return next(out.glob("*.SAFE")), out / "dem.tif"
+
+
+def bench_granule(size: int, model_dir: Path, work: Path, ceiling: dict) -> dict:
+    safe, dem = safe_scene(size, work)
+    scene = bench_scene(size, model_dir, work, name="granule", scene=safe, dem=dem)
     scene["ratio_to_ceiling"] = scene["tiles_per_s"] / ceiling["tiles_per_s"]
-    return {"width": width, "model": str(out), "ceiling": ceiling, "pipeline": scene}
+    return with_floor(scene, ceiling, floor_parts(safe, model_dir, work, dem))
+
+
+def bench_event(size: int, model_dir: Path, work: Path) -> dict:
+    """Two scenes in one submission against one scene alone (same model, same cluster kind)."""
+    names = work / "event-scenes"
+    names.mkdir(exist_ok=True)
+    a, b = names / "A.tif", names / "B.tif"  # scene names are file names: one folder each
+    for link, seed in ((a, 11), (b, 12)):
+        link.unlink(missing_ok=True)
+        link.symlink_to(scene_path(size, work, seed=seed))
+    one = bench_scene(size, model_dir, work, name="event-one", scene=a)
+    both = bench_scene(size, model_dir, work, name="event-two", scene=[a, b], tiles_factor=2)
+    return {"size": size, "one_wall_s": one["wall_s"], "two_wall_s": both["wall_s"],
+            "ratio": both["wall_s"] / one["wall_s"], "one_peak_rss_gib": one["peak_rss_gib"],
+            "two_peak_rss_gib": both["peak_rss_gib"]}
 
 
 def device_report() -> dict:
@@ -174,26 +241,35 @@ def main(argv: list[str] | None = None) -> int:
     results["training"] = bench_training(cfg, work)
     model_dir = args.model or work / "train-default"
     results["model"] = str(model_dir)
-    print("model ceiling ...", flush=True)
-    results["ceiling"] = bench_ceiling(cfg, model_dir)
-    scenes = {}
-    for size in sorted({cfg["pipeline"], *cfg["scale"]}):
-        print(f"scene {size}^2 through jobs.infer ...", flush=True)
-        scenes[size] = bench_scene(size, model_dir, work)
-        scenes[size]["ratio_to_ceiling"] = (scenes[size]["tiles_per_s"]
-                                            / results["ceiling"]["tiles_per_s"])
-        results["scenes"] = list(scenes.values())
+    parts = floor_parts(scene_path(cfg["pipeline"], work), model_dir, work)
+    widths = []
+    for width in cfg["widths"]:
+        print(f"width {width}: model before, pipeline {cfg['pipeline']}^2, model after ...",
+              flush=True)
+        path = model_dir if width == cfg["widths"][0] else train_width(cfg, width, work)
+        widths.append(bench_width(cfg, width, path, work, parts))
+        results["widths"] = widths
         save_json(results, args.out)
-    results["pipeline"] = scenes[cfg["pipeline"]]
+    results["ceiling"], results["pipeline"] = widths[0]["ceiling"], widths[0]["pipeline"]
+    scenes = {cfg["pipeline"]: results["pipeline"]}
+    for size in cfg["scale"]:
+        if size not in scenes:
+            print(f"scene {size}^2 through jobs.infer ...", flush=True)
+            scenes[size] = bench_scene(size, model_dir, work)
+            scenes[size]["ratio_to_ceiling"] = (scenes[size]["tiles_per_s"]
+                                                / results["ceiling"]["tiles_per_s"])
+    results["scale"] = [scenes[s] for s in cfg["scale"]]
+    save_json(results, args.out)
+    if cfg["granule"]:
+        print(f"a {cfg['granule']}^2 SAFE granule through jobs.infer ...", flush=True)
+        results["granule"] = bench_granule(cfg["granule"], model_dir, work, results["ceiling"])
+        save_json(results, args.out)
     print(f"scene {cfg['pipeline']}^2 twice on a long-lived cluster ...", flush=True)
     warm = bench_warm_cluster(cfg["pipeline"], model_dir, work)
     warm["ratio_to_ceiling"] = warm["tiles_per_s"] / results["ceiling"]["tiles_per_s"]
     results["warm_cluster"] = warm
-    results["scale"] = [scenes[s] for s in cfg["scale"]]
-    save_json(results, args.out)
-    if cfg["wide_width"]:
-        print(f"width-{cfg['wide_width']} model: training, ceiling, pipeline ...", flush=True)
-        results["wide_model"] = bench_wide_model(cfg, work)
+    print(f"an event of two {cfg['event']}^2 scenes against one ...", flush=True)
+    results["event"] = bench_event(cfg["event"], model_dir, work)
     if args.device_report:
         results["device"] = device_report()
     save_json(results, args.out)

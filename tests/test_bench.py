@@ -33,8 +33,20 @@ def test_bench_run_tiny_writes_results_and_markdown(tmp_path):
     assert set(r["training"]) == {"default", "mirrored --replicas 2", "multiworker (2 processes)"}
     assert all(t["samples_per_s"] > 0 for t in r["training"].values())
     md = (tmp_path / "BENCHMARKS.md").read_text()
-    assert "pipeline / ceiling" in md and "384^2" in md and "multiworker" in md
-    assert "long-lived cluster" in md and "the network" in md
-    wide = r["wide_model"]
-    assert wide["width"] == 6 and wide["ceiling"]["gflop_per_tile"] > r["ceiling"]["gflop_per_tile"]
-    assert wide["pipeline"]["tiles"] == 9 and "(width 6)" in md
+    assert "job / bare model" in md and "384^2" in md and "multiworker" in md
+    assert "long-lived cluster" in md and "the network" in md and "floor" in md
+    narrow, wide = r["widths"]
+    assert (narrow["width"], wide["width"]) == (4, 6)
+    assert wide["ceiling"]["gflop_per_tile"] > narrow["ceiling"]["gflop_per_tile"]
+    assert wide["pipeline"]["tiles"] == 9 and "width-6 job" in md
+    for w in r["widths"]:
+        p = w["pipeline"]
+        assert set(p["floor_parts_s"]) == {"process_s", "cluster_s", "load_s", "read_s",
+                                           "write_s"}
+        assert all(v > 0 for v in p["floor_parts_s"].values())
+        assert p["floor_s"] == pytest.approx(sum(p["floor_parts_s"].values())
+                                             + p["floor_model_s"])
+        assert 0 < p["floor_ratio"] < 1 and p["ratio_to_ceiling"] > 0
+    event = r["event"]
+    assert event["size"] == 256 and event["one_wall_s"] > 0 and event["two_wall_s"] > 0
+    assert "two 256^2 scenes" in md
