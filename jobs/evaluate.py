@@ -19,6 +19,7 @@ from common.errors import LandslideError  # noqa: E402
 from jobs.cli import report_error  # noqa: E402
 from jobs.train import run_main  # noqa: E402  (no TensorFlow import)
 from unet.errors import UnetError  # noqa: E402
+from unet.quiet import import_tensorflow  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.figure is not None:
             check_figure_path(args.figure)  # before TensorFlow loads
+        import_tensorflow()
         from unet.bundle import load_bundle, read_bundle, write_json_atomic
         from unet.dataset import check_samples, list_split, read_info
         from unet.evaluation import check_dataset_matches, score_split, write_evaluation_figure

@@ -23,6 +23,7 @@ from common.errors import LandslideError  # noqa: E402  (no TensorFlow import ye
 from jobs.cli import report_error  # noqa: E402
 from unet.config import PRECISIONS, default  # noqa: E402
 from unet.errors import UnetError  # noqa: E402
+from unet.quiet import import_tensorflow  # noqa: E402
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -89,7 +90,7 @@ def check_tf_config(environ=os.environ) -> dict:
 
 def make_strategy(name: str, replicas: int | None):
     """Build the tf.distribute strategy; must run before any other TensorFlow op."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if name == "default":
         return tf.distribute.get_strategy()
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.strategy == "multiworker":
             check_tf_config()  # before TensorFlow loads: a clear error, not a hang
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         if args.threads:
             tf.config.threading.set_intra_op_parallelism_threads(args.threads)

@@ -26,3 +26,12 @@ def test_the_check_sees_tensorflow_when_it_is_loaded():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "True"
+
+
+def test_tensorflow_imported_through_unet_quiet_prints_nothing_on_stderr():
+    """A job's one-line error stays one line on CPUs where TensorFlow announces oneDNN."""
+    code = ("import sys; from unet.quiet import import_tensorflow; tf = import_tensorflow(); "
+            "tf.constant(1.0); sys.stderr.write('the only line\\n')")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                       check=True)
+    assert r.stderr == "the only line\n"

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import tensorflow as tf
 
 from unet.dataset import Sample, read_image, read_mask
+from unet.quiet import import_tensorflow
+
+tf = import_tensorflow()
 
 
 def augment_pair(image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -22,6 +22,7 @@ import numpy as np
 from unet.bundle import MODEL_FILE, Bundle, _file_id, load_bundle, read_bundle
 from unet.errors import BundleError
 from unet.matplotlib_guard import matplotlib_kept_out
+from unet.quiet import import_tensorflow
 
 _LOCK = threading.Lock()
 _MODELS: OrderedDict[tuple[str, str], tuple[object, Bundle]] = OrderedDict()
@@ -77,6 +78,8 @@ def cached_model(model_dir: str, intra_op_threads: int | None = None,
 
 def _load(model_dir: str, model_id: str, intra_op_threads: int | None) -> tuple[object, Bundle]:
     on_tf = os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
+    if on_tf:
+        import_tensorflow()  # without its start-up lines in the job's output
     with matplotlib_kept_out():  # Keras imports pyplot otherwise: about 1 s per worker
         if on_tf:
             _configure_threads(intra_op_threads)  # before load_bundle runs any TF op
