@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from bench.training import training_markdown
+from bench.training import generalisation_markdown, training_markdown
 
 
 def _f(v: float, digits: int = 1) -> str:
@@ -164,6 +164,8 @@ def write_markdown(r: dict, path: Path) -> None:
                      f"{s['peak_rss_gib']:.2f} |")
     lines += _event(r)
     lines += training_markdown(r)
+    if "generalisation" in r:
+        lines += generalisation_markdown(r)
     if "device" in r:
         lines += ["", "## GPU", ""]
         lines += [f"- {k}: {v}" for k, v in r["device"].items()]

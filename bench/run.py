@@ -19,7 +19,7 @@ import psutil
 
 from bench.procs import REPO, check, env, run_measured
 from bench.report import write_markdown
-from bench.training import bench_training, fresh, train_cmd
+from bench.training import bench_generalisation, bench_training, fresh, train_cmd
 
 TILE = 128
 
@@ -47,12 +47,18 @@ def settings(args: argparse.Namespace) -> dict:
     if args.tiny:
         return {"n_train": 32, "n_valid": 16, "width": 4, "depth": 2, "train_epochs": 1,
                 "train_steps": 2, "pipeline": 384, "scale": [256, 384], "ceiling_s": 1.0,
-                "widths": [4, 6], "granule": None, "event": 256}
+                "widths": [4, 6], "granule": None, "event": 256,
+                "generalisation": {"n_train": 32, "n_valid": 16, "epochs": 1, "widths": [4],
+                                   "scene": 256}}
     full = {"n_train": 256, "n_valid": 64, "width": 8, "depth": 4, "train_epochs": 2,
             "train_steps": 12, "pipeline": 4096, "scale": [1024, 4096], "ceiling_s": 10.0,
-            "widths": [8, 16, 32], "granule": 10980, "event": 2048}
+            "widths": [8, 16, 32], "granule": 10980, "event": 2048, "train_rounds": 2,
+            # width 32 left out of the generalisation sweep: over 15 min of training here
+            "generalisation": {"widths": [8, 16]}}
     if args.quick:
-        full.update(pipeline=2048, widths=[8], granule=None, event=1024)
+        full.update(pipeline=2048, widths=[8], granule=None, event=1024,
+                    generalisation={"widths": [8, 16], "epochs": 4, "n_train": 256,
+                                    "n_valid": 64, "scene": 1024})
     return full
 
 
@@ -239,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
                "machine": machine(), "versions": versions(), "settings": cfg}
     print("training throughput ...", flush=True)
     results["training"] = bench_training(cfg, work)
+    print("generalisation (widths on the other world) ...", flush=True)
+    results["generalisation"] = bench_generalisation(cfg, work)
+    save_json(results, args.out)
     model_dir = args.model or work / "train-default"
     results["model"] = str(model_dir)
     parts = floor_parts(scene_path(cfg["pipeline"], work), model_dir, work)

@@ -50,3 +50,6 @@ def test_bench_run_tiny_writes_results_and_markdown(tmp_path):
     event = r["event"]
     assert event["size"] == 256 and event["one_wall_s"] > 0 and event["two_wall_s"] > 0
     assert "two 256^2 scenes" in md
+    gen = r["generalisation"]["rows"]
+    assert [row["width"] for row in gen] == [4] and gen[0]["other"]["f1"] >= 0
+    assert "Generalisation" in md
