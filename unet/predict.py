@@ -78,10 +78,9 @@ def cached_model(model_dir: str, intra_op_threads: int | None = None,
 
 def _load(model_dir: str, model_id: str, intra_op_threads: int | None) -> tuple[object, Bundle]:
     on_tf = os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
-    if on_tf:
-        import_tensorflow()  # without its start-up lines in the job's output
     with matplotlib_kept_out():  # Keras imports pyplot otherwise: about 1 s per worker
         if on_tf:
+            import_tensorflow()  # without its start-up lines in the job's output
             _configure_threads(intra_op_threads)  # before load_bundle runs any TF op
         keras_model, bundle = load_bundle(model_dir)
     _check_model_id(model_dir, model_id, bundle)
