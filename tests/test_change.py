@@ -16,7 +16,6 @@ import shapely
 from jobs.infer import main
 from simulator.event import read_event, write_event
 from simulator.sky import SCL_UNUSABLE
-from tests.data.model.data import make_bundle
 from tiler.change import ndvi, rdndvi
 
 SIZE, OVERLAP = 512, 128
@@ -29,19 +28,6 @@ def event(tmp_path_factory) -> dict:
     return read_event(out)
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return make_bundle(tmp_path_factory.mktemp("model") / "m")
-
-
-@pytest.fixture(scope="module")
-def cluster_yaml(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("cluster") / "cluster.yaml"
-    path.write_text("local:\n  n_workers: 1\n  threads_per_worker: 2\n"
-                    "  dashboard_address: null\n")
-    return path
-
-
 def infer(event: dict, model: Path, cluster: Path, out: Path, *extra: str) -> int:
     a = event["granules"]["A"]
     return main([a["post"]["product"], "--dem", event["dem"], "--model", str(model),
@@ -50,13 +36,13 @@ def infer(event: dict, model: Path, cluster: Path, out: Path, *extra: str) -> in
 
 
 @pytest.fixture(scope="module")
-def maps(event, model, cluster_yaml, tmp_path_factory) -> dict[str, Path]:
+def maps(event, small_model, one_worker_cluster, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("maps")
     pre_folder = str(Path(event["granules"]["A"]["pre"]["product"]).parent)
     runs = {"post": [], "pre": ["--pre", pre_folder],
             "filtered": ["--pre", pre_folder, "--require-vegetation-loss", "0.1"]}
     for name, extra in runs.items():
-        assert infer(event, model, cluster_yaml, root / name, *extra) == 0
+        assert infer(event, small_model, one_worker_cluster, root / name, *extra) == 0
     return {name: root / name for name in runs}
 
 
@@ -118,8 +104,9 @@ def test_vegetation_loss_keeps_only_landslides_that_stripped_vegetation(maps):
     np.testing.assert_array_equal(before == 255, after == 255)
 
 
-def test_vegetation_loss_needs_a_pre_event_scene(event, model, cluster_yaml, tmp_path, capsys):
-    assert infer(event, model, cluster_yaml, tmp_path / "o",
+def test_vegetation_loss_needs_a_pre_event_scene(event, small_model, one_worker_cluster, tmp_path,
+                                                 capsys):
+    assert infer(event, small_model, one_worker_cluster, tmp_path / "o",
                  "--require-vegetation-loss", "0.1") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--require-vegetation-loss: needs --pre" in err[0]

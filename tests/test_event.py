@@ -15,7 +15,6 @@ from rasterio.windows import Window
 from jobs.infer import main
 from mapping.event import expand_inputs
 from simulator.scene import write_scene
-from tests.data.model.data import make_bundle
 
 WINDOWS = {"A": Window(0, 0, 700, 640), "B": Window(420, 0, 700, 640),
            "union": Window(0, 0, 1120, 640)}
@@ -39,22 +38,10 @@ def granules(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return make_bundle(tmp_path_factory.mktemp("model") / "m")
-
-
-@pytest.fixture(scope="module")
-def cluster_yaml(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("cluster") / "cluster.yaml"
-    path.write_text("local:\n  n_workers: 1\n  threads_per_worker: 2\n"
-                    "  dashboard_address: null\n")
-    return path
-
-
-@pytest.fixture(scope="module")
-def event(granules, model, cluster_yaml, tmp_path_factory) -> Path:
+def event(granules, small_model, one_worker_cluster, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("out")
-    args = ["--model", str(model), "--cluster", str(cluster_yaml), "--min-area", "0"]
+    args = ["--model", str(small_model), "--cluster", str(one_worker_cluster),
+            "--min-area", "0"]
     assert main([str(granules["A"]), str(granules["B"]), "--out", str(out / "event"),
                  *args]) == 0
     assert main([str(granules["union"]), "--out", str(out / "union"), *args]) == 0
@@ -97,14 +84,16 @@ def test_the_mosaic_shows_each_granules_probabilities(event, granules):
     np.testing.assert_array_equal(mosaic[:, :420], only_a)
 
 
-def test_a_failing_scene_is_reported_and_a_rerun_redoes_only_it(granules, model, cluster_yaml,
-                                                                tmp_path, capsys):
+def test_a_failing_scene_is_reported_and_a_rerun_redoes_only_it(granules, small_model,
+                                                                one_worker_cluster, tmp_path,
+                                                                capsys):
     broken = tmp_path / "C.tif"
     broken.write_bytes(b"not a GeoTIFF")
     listing = tmp_path / "scenes.txt"
     listing.write_text(f"{granules['A']}\n# a comment\n\nC.tif\n")
     out = tmp_path / "out"
-    args = ["--out", str(out), "--model", str(model), "--cluster", str(cluster_yaml)]
+    args = ["--out", str(out), "--model", str(small_model),
+            "--cluster", str(one_worker_cluster)]
     assert main([str(listing), *args]) == 2
     report = json.loads((out / "report.json").read_text())
     status = {s["name"]: s for s in report["scenes"]}
