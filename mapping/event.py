@@ -140,8 +140,9 @@ def already_mapped(request: MapRequest) -> dict | None:
     """The published report of this scene when it was mapped as the request asks."""
     try:
         report = json.loads((Path(request.out) / "report.json").read_text())
-    except (OSError, ValueError):
-        return None
+        pre = match_pre(request.input, request.pre)
+    except (OSError, ValueError, LandslideError):
+        return None  # mapped (or refused, with its reason) like any scene to do
     bundle = read_bundle(request.model)
     threshold = bundle.threshold if request.threshold is None else request.threshold
     same = (report.get("input") == str(request.input)
@@ -149,7 +150,7 @@ def already_mapped(request: MapRequest) -> dict | None:
             and report.get("threshold") == threshold
             and report.get("min_area_m2") == request.min_area
             and report.get("tta") == request.tta and report.get("harmonized") == request.harmonize
-            and report.get("pre") == match_pre(request.input, request.pre)
+            and report.get("pre") == pre
             and report.get("require_vegetation_loss") == request.require_vegetation_loss
             and all(Path(p).is_file() for p in report.get("outputs", {}).values()))
     return report if same else None
