@@ -23,6 +23,7 @@ from rasterio.crs import CRS
 from rasterio.warp import transform
 
 from tiler.errors import OutputError
+from tiler.groups import connected_groups
 
 LAYER = "landslides"
 MEASURED = ("area_m2", "perimeter_m", "lon", "lat")
@@ -56,24 +57,12 @@ def read_layer(path: Path, crs: CRS) -> tuple[np.ndarray, list[str], list[np.nda
 
 def _groups(polys: np.ndarray, scene_of: np.ndarray) -> list[list[int]]:
     """Indices of the polygons that are one landslide: overlapping polygons of different scenes,
-    joined transitively (union-find)."""
-    parent = np.arange(len(polys))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    joined transitively."""
     left, right = shapely.STRtree(polys).query(polys, predicate="intersects")
     keep = (left < right) & (scene_of[left] != scene_of[right])
-    for i, j in zip(left[keep], right[keep], strict=True):
-        if shapely.area(shapely.intersection(polys[i], polys[j])) > 0:
-            parent[find(i)] = find(j)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(polys)):
-        groups.setdefault(find(i), []).append(i)
-    return sorted(groups.values(), key=lambda g: g[0])
+    left, right = left[keep], right[keep]
+    share = shapely.area(shapely.intersection(polys[left], polys[right])) > 0
+    return connected_groups(len(polys), left[share], right[share])
 
 
 def _measure(geoms: list, crs: CRS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

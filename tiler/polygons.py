@@ -27,6 +27,7 @@ from shapely.geometry import Polygon, shape
 
 from tiler.change import LAYERS
 from tiler.grid import Grid
+from tiler.groups import connected_groups
 from tiler.predictions import CHANGE, PROBABILITY
 from tiler.rasters import MASK_NODATA, grid_profile
 from tiler.store import IMAGE, VALID, open_group
@@ -161,22 +162,10 @@ def _union_touching(polys: np.ndarray) -> list:
     over the scene). A group of pieces that meet only at corners falls apart again into them."""
     if not len(polys):
         return []
-    parent = np.arange(len(polys))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
     left, right = shapely.STRtree(polys).query(polys, predicate="intersects")
-    for i, j in zip(left[left < right], right[left < right], strict=True):
-        parent[find(i)] = find(j)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(polys)):
-        groups.setdefault(find(i), []).append(i)
+    groups = connected_groups(len(polys), left[left < right], right[left < right])
     out: list = []
-    for members in groups.values():
+    for members in groups:
         if len(members) == 1:
             out.append(polys[members[0]])
         else:
