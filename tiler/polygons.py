@@ -176,7 +176,7 @@ def _union_touching(polys: np.ndarray) -> list:
 def label_strips(polygons: list[Polygon], transform: Affine, height: int, width: int,
                  strip: int) -> Iterator[tuple[Window, np.ndarray]]:
     """Row strips of a raster, each with its int32 labels: i + 1 where polygons[i] covers a
-    pixel's centre (the pixels burn_mask sets), 0 elsewhere. Only the polygons that meet a strip
+    pixel's centre (the pixels the mask sets), 0 elsewhere. Only the polygons that meet a strip
     are burnt into it."""
     tree = shapely.STRtree(polygons)
     for y0 in range(0, height, strip):
@@ -208,26 +208,15 @@ def mean_probabilities(polygons: list[Polygon], probability_tif: Path,
         return np.where(counts[1:] > 0, sums[1:] / counts[1:], np.nan)
 
 
-def burn_mask(store: str | Path, grid: Grid, polygons: list[Polygon], path: Path) -> None:
-    """The final uint8 mask: 1 inside kept polygons, 0 outside, 255 where the scene is nodata."""
-    valid = open_group(store)["valid"]
-    strips = label_strips(polygons, Affine(*grid.transform), grid.height, grid.width, grid.block)
-    with rasterio.open(path, "w", **grid_profile(grid, "uint8", MASK_NODATA)) as dst:
-        for window, labels in strips:
-            y0, y1 = window.row_off, window.row_off + window.height
-            out = (labels > 0).astype(np.uint8)
-            out[valid[y0:y1, : grid.width] == 0] = MASK_NODATA
-            dst.write(out, 1, window=window)
-
-
 def write_rasters(store: str | Path, grid: Grid, polygons: list[Polygon], probability_tif: Path,
                   mask_tif: Path, change_tif: Path | None = None) -> dict[str, np.ndarray]:
     """One pass over the store, a block row at a time: the probability GeoTIFF, the mask burnt
-    from ``polygons`` (as ``burn_mask``) and each polygon's statistics (returned, one array
-    each): ``mean_prob`` (as ``mean_probabilities``), ``max_prob``, ``mean_slope_deg``,
-    ``elev_min_m``, ``elev_max_m``; and when the store holds pre-event ``change`` and
-    ``change_tif`` is given, the rdNDVI GeoTIFF and the mean of each change layer
-    (``ndvi_pre``, ``ndvi_post``, ``rdndvi``). The polygons are rasterised once for all of it."""
+    from ``polygons`` (1 on their pixels, 0 elsewhere, 255 where invalid) and each polygon's
+    statistics (returned, one array each): ``mean_prob`` (as ``mean_probabilities``),
+    ``max_prob``, ``mean_slope_deg``, ``elev_min_m``, ``elev_max_m``; and when the store
+    holds pre-event ``change`` and ``change_tif`` is given, the rdNDVI GeoTIFF and the mean
+    of each change layer (``ndvi_pre``, ``ndvi_post``, ``rdndvi``). The polygons are
+    rasterised once for all of it."""
     group = open_group(store)
     prob, valid, image = group[PROBABILITY], group[VALID], group[IMAGE]
     change = group[CHANGE] if change_tif is not None and CHANGE in group else None
