@@ -179,6 +179,9 @@ def test_rerun_with_harmonize_recomputes_and_records_it(scene, model, cluster, t
     assert second["blocks"]["computed"] == second["blocks"]["total"]  # not the cached blocks
     assert len(second["harmonization"]["scale"]) == 14
     assert len(second["harmonization"]["offset"]) == 14
+    # slope and DEM are physical quantities: never percentile-matched (issue 19, item 4)
+    assert second["harmonization"]["scale"][12:] == [1.0, 1.0]
+    assert second["harmonization"]["offset"][12:] == [0.0, 0.0]
     assert set(OUTPUTS) <= {p.name for p in out.iterdir()}
 
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tiler.bands import BANDS, SPECTRAL
 from tiler.errors import StoreError
 from tiler.grid import Grid
 from tiler.store import open_group
@@ -33,13 +34,23 @@ def band_percentiles(
 
 
 def harmonization(
-    scene_pct: np.ndarray, train_pct: np.ndarray, lo: int, hi: int
+    scene_pct: np.ndarray, train_pct: np.ndarray, lo: int, hi: int,
+    bands: tuple[str, ...] = BANDS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-band scale and offset mapping the scene's percentiles lo, hi onto the training data's.
 
-    Rows lo and hi index the percentile arrays (len(q), bands).
+    Rows lo and hi index the percentile arrays (len(q), bands); ``bands`` names their columns.
+    Only the spectral bands (B1..B12) are matched: slope (degrees) and DEM (metres) are physical
+    quantities, the same on any sensor, and stretching a flat scene's slopes onto the training
+    data's mountains would fake the model's main cue. Their scale is 1 and offset 0, so
+    ``x * scale + offset`` leaves them bit-identical.
     """
+    if scene_pct.shape[-1] != len(bands) or train_pct.shape[-1] != len(bands):
+        raise ValueError(f"harmonization: percentiles of {scene_pct.shape[-1]} and "
+                         f"{train_pct.shape[-1]} bands for {len(bands)} band names")
     span = np.maximum(scene_pct[hi] - scene_pct[lo], 1e-9)
     scale = (train_pct[hi] - train_pct[lo]) / span
     offset = train_pct[lo] - scene_pct[lo] * scale
+    physical = ~np.isin(np.asarray(bands), SPECTRAL)
+    scale[physical], offset[physical] = 1.0, 0.0
     return scale.astype(np.float32), offset.astype(np.float32)
