@@ -38,6 +38,9 @@ class BlockJob:
     """Everything a worker needs to map a block; small and picklable."""
 
     store: str
+    """The tile store: read only."""
+    predictions: str
+    """The prediction store (``tiler.predictions``) the block's probabilities go to."""
     grid: Grid
     model_dir: str
     threshold: float
@@ -50,9 +53,9 @@ class BlockJob:
     scale: tuple[float, ...] | None = None
     """Optional per-band harmonisation applied before normalisation: x * scale + offset."""
     offset: tuple[float, ...] | None = None
-    model_id: str | None = None
-    """The bundle's model_id the job was planned with (bundle.json); the worker refuses to
-    predict with another. None: whatever model_dir holds when the worker looks."""
+    model_key: str | None = None
+    """The digest of the model identity the job was planned with (``unet.bundle``); the worker
+    refuses to predict with another. None: whatever model_dir holds when the worker looks."""
     pre_store: str | None = None
     """The pre-event scene's store, on the same grid: the block's change layers are made."""
 
@@ -112,7 +115,7 @@ class _Laps:
 
 
 def map_block(job: BlockJob, row: int, col: int, *after: object) -> BlockResult:
-    """Predict block (row, col) of job.store into its probabilities (unless its flag says an
+    """Predict block (row, col) of job.store into job.predictions (unless its flag says an
     earlier run did), then the block's products. ``after``: the tiling tasks of the block and
     its neighbours, so that Dask runs this once its halo is in the store (values unused).
 
@@ -122,8 +125,8 @@ def map_block(job: BlockJob, row: int, col: int, *after: object) -> BlockResult:
     start = time.time()
     times, lap = BlockTimes(), _Laps()
     grid = job.grid
-    if is_predicted(job.store, row, col):
-        p = read_block_probability(job.store, grid, row, col)
+    if is_predicted(job.predictions, row, col):
+        p = read_block_probability(job.predictions, grid, row, col)
         win = grid.block_window(row, col)
         image, valid = read_window(job.store, slice(win.row_off, win.row_off + win.height),
                                    slice(win.col_off, win.col_off + win.width))
@@ -134,7 +137,7 @@ def map_block(job: BlockJob, row: int, col: int, *after: object) -> BlockResult:
         win = grid.block_window(row, col)
         pre, pre_valid = read_window(job.pre_store, slice(win.row_off, win.row_off + win.height),
                                      slice(win.col_off, win.col_off + win.width))
-        write_block_change(job.store, grid, row, col,
+        write_block_change(job.predictions, grid, row, col,
                            change_block(image, valid, pre, pre_valid, list(job.bands)))
     pieces = block_polygons(p, job.threshold, grid, row, col, job.min_area_m2)
     preview = decimate_block(image, valid, grid, row, col, job.preview_step, list(job.bands))
@@ -155,7 +158,7 @@ def _predict(job: BlockJob, row: int, col: int, times: BlockTimes,
     p = np.full(ok.shape, np.nan, dtype=np.float32)
     times.read_s += lap()
     if ok[cy0:cy1, cx0:cx1].any():
-        model, bundle = cached_model(job.model_dir, job.intra_op_threads, job.model_id)
+        model, bundle = cached_model(job.model_dir, job.intra_op_threads, job.model_key)
         times.load_s += lap()
         x = normalized_window(image, ok, bundle, job.scale, job.offset)
         times.prepare_s += lap()
@@ -163,7 +166,7 @@ def _predict(job: BlockJob, row: int, col: int, times: BlockTimes,
         p[~ok] = np.nan
         times.model_s += lap()
     p = p[cy0:cy1, cx0:cx1]
-    write_block_probability(job.store, grid, row, col, p)
+    write_block_probability(job.predictions, grid, row, col, p)
     times.write_s += lap()
     tile = grid.tile
     times.tiles = int(-(-(cy1 - cy0) // tile) * -(-(cx1 - cx0) // tile))

@@ -13,7 +13,6 @@ OUT/probability.vrt (``tiler.mosaic``), published with OUT/report.json last.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import time
@@ -24,18 +23,27 @@ from pathlib import Path
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 
+from common import provenance
 from common.errors import LandslideError
 from mapping.cluster import load_cluster_config, open_client
 from mapping.lock import exclusive
 from mapping.outputs import (
     EVENT_OUTPUTS,
     check_outputs_owned,
-    clear_earlier_outputs,
     prepare_out,
     publish,
     work_folder,
 )
-from mapping.scene import LOCK, InferError, MapRequest, SharedCluster, map_scene, scene_name
+from mapping.scene import (
+    LOCK,
+    InferError,
+    MapRequest,
+    SharedCluster,
+    map_scene,
+    plan_scene,
+    published,
+    scene_name,
+)
 from tiler.inventory import SceneLayer, layer_crs, write_inventory
 from tiler.mosaic import write_mosaic_vrt
 from tiler.safe import looks_like_safe
@@ -137,23 +145,15 @@ def _check_names(scenes: list[str]) -> list[str]:
 
 
 def already_mapped(request: MapRequest) -> dict | None:
-    """The published report of this scene when it was mapped as the request asks."""
+    """The published report of this scene when it, and every output it lists, was made from
+    exactly what the request would make now (``mapping.scene.plan_scene``'s identities: every
+    input file, the model and its bundle, every option that changes an output)."""
     try:
-        report = json.loads((Path(request.out) / "report.json").read_text())
-        pre = match_pre(request.input, request.pre)
-    except (OSError, ValueError, LandslideError):
+        request = replace(request, pre=match_pre(request.input, request.pre))
+        scene = plan_scene(request, read_bundle(request.model), Path(request.out).resolve())
+    except LandslideError:
         return None  # mapped (or refused, with its reason) like any scene to do
-    bundle = read_bundle(request.model)
-    threshold = bundle.threshold if request.threshold is None else request.threshold
-    same = (report.get("input") == str(request.input)
-            and report.get("model", {}).get("model_id") == bundle.model_id
-            and report.get("threshold") == threshold
-            and report.get("min_area_m2") == request.min_area
-            and report.get("tta") == request.tta and report.get("harmonized") == request.harmonize
-            and report.get("pre") == pre
-            and report.get("require_vegetation_loss") == request.require_vegetation_loss
-            and all(Path(p).is_file() for p in report.get("outputs", {}).values()))
-    return report if same else None
+    return published(Path(request.out), scene.identities.products)
 
 
 def map_event(base: MapRequest, inputs: list[str], crs: str | None = None) -> dict:
@@ -172,12 +172,12 @@ def map_event(base: MapRequest, inputs: list[str], crs: str | None = None) -> di
                 zip(inputs, names, strict=True)]
     with exclusive(out / LOCK, out):
         check_outputs_owned(out)
-        clear_earlier_outputs(out)
         results = _map_all(requests, config)
         report = _event_outputs(out, base, requests, names, results, crs)
         report["timings"] = {"total_s": time.perf_counter() - start}
         work = out / ".partial"
-        publish(out, work, report, required=EVENT_OUTPUTS)
+        publish(out, work, report, required=EVENT_OUTPUTS,
+                identity=report[provenance.ATTRIBUTE]["event"]["digest"])
     return report
 
 
@@ -202,6 +202,17 @@ def _map_all(requests: list[MapRequest], config) -> list[dict]:
     return results
 
 
+def event_identity(names: list[str], results: list[dict], crs: CRS | None) -> provenance.Identity:
+    """What the event's own outputs are made from: each scene's products (by digest; a failed
+    scene as failed) and the inventory's CRS."""
+    scenes = {}
+    for name, res in zip(names, results, strict=True):
+        stored = ((res.get("report") or {}).get(provenance.ATTRIBUTE) or {}).get("products")
+        scenes[name] = (stored or {}).get("digest") if res["status"] != "failed" else "failed"
+    return provenance.make("event", {"scenes": scenes,
+                                     "crs": crs.to_wkt() if crs is not None else None})
+
+
 def _event_outputs(out: Path, base: MapRequest, requests: list[MapRequest], names: list[str],
                    results: list[dict], crs: str | None) -> dict:
     work = work_folder(out)
@@ -209,12 +220,14 @@ def _event_outputs(out: Path, base: MapRequest, requests: list[MapRequest], name
               if res["status"] != "failed"]
     layers = [SceneLayer(n, Path(r.out) / "landslides.gpkg") for n, r in mapped]
     target = event_crs(crs, layers[0].path if layers else None) if layers else None
+    identity = event_identity(names, results, target)
     inventory = mosaic_note = None
     if layers:
         bundle = read_bundle(base.model)
         count = write_inventory(work / "inventory.gpkg", layers, target,
-                                {"model_id": bundle.model_id, "scenes": ",".join(n for n, _ in
-                                                                                 mapped)})
+                                {"model_id": bundle.model_id,
+                                 "scenes": ",".join(n for n, _ in mapped),
+                                 provenance.ATTRIBUTE: identity.digest})
         inventory = {"landslides": count, "crs": target.to_string()}
         mosaic_note = write_mosaic_vrt([Path(r.out) / "probability.tif" for _, r in mapped],
                                        work / "probability.vrt", out / "probability.vrt")
@@ -233,7 +246,8 @@ def _event_outputs(out: Path, base: MapRequest, requests: list[MapRequest], name
         outputs["inventory.gpkg"] = str(out / "inventory.gpkg")
     if (work / "probability.vrt").is_file():
         outputs["probability.vrt"] = str(out / "probability.vrt")
-    return {"event": True, "scenes": scenes, "failed": sum(s["status"] == "failed"
+    return {"event": True, provenance.ATTRIBUTE: {"event": identity.as_dict()},
+            "scenes": scenes, "failed": sum(s["status"] == "failed"
                                                            for s in scenes),
             "inventory": inventory, "mosaic_note": mosaic_note,
             "outputs": {**outputs, "report.json": str(out / "report.json")}}

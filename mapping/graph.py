@@ -133,11 +133,11 @@ def _collect(result: GraphResult, done: BlockResult | tuple[int, tuple[float, fl
 
 
 def preload_models(client: Client, model_dir: str, threads: int | None,
-                   model_id: str) -> list[Future]:
+                   model_key: str) -> list[Future]:
     """One task per worker that imports TensorFlow and loads the model while the scene is being
     tiled, so the first blocks do not wait for it (workers that join later load on first use)."""
     path = str(Path(model_dir).resolve())
-    return [client.submit(preload, path, threads, model_id, workers=[w],
+    return [client.submit(preload, path, threads, model_key, workers=[w],
                           allow_other_workers=False, pure=False)
             for w in client.scheduler_info()["workers"]]
 

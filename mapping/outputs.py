@@ -1,7 +1,9 @@
 """The scene job's output folder: checked before any work, written under temporary names, and
 published by renames with ``report.json`` last.
 
-The job deletes or replaces only what is its own: the files named in ``OUTPUTS`` or
+Nothing published is removed before a run's new outputs are complete: ``publish`` swaps them in
+at the end, so a failed or interrupted re-run leaves the last good map as it was. The job deletes
+or replaces only what is its own: the files named in ``OUTPUTS`` or
 ``OPTIONAL_OUTPUTS`` that an earlier run of the job published there (listed in the folder's
 ``.outputs.json``), its ``.partial`` work folder and its tile store. A file of the user's that
 merely has an output's name (a scene called ``mask.tif`` in the folder given as ``--out``) is
@@ -84,13 +86,6 @@ def check_outputs_owned(out: Path) -> None:
                               f"choose another --out")
 
 
-def clear_earlier_outputs(out: Path) -> None:
-    """Remove an earlier run's outputs, so that they cannot pass for this run's."""
-    check_outputs_owned(out)
-    for name in sorted(NAMES, key=lambda n: n != "report.json"):  # report.json first
-        (out / name).unlink(missing_ok=True)
-
-
 def work_folder(out: Path) -> Path:
     """A fresh ``.partial`` folder in ``out`` for the outputs being written."""
     work = out / WORK
@@ -99,18 +94,34 @@ def work_folder(out: Path) -> Path:
     return work
 
 
-def publish(out: Path, work: Path, report: dict, required: tuple[str, ...] = OUTPUTS) -> None:
-    """Claim the outputs (the optional ones the work folder holds too, also added to the report's
-    ``outputs``), rename them into place with report.json last, drop the work folder."""
+def publish(out: Path, work: Path, report: dict, required: tuple[str, ...] = OUTPUTS,
+            identity: str | None = None) -> None:
+    """Replace the published outputs by this run's, all at the end (until now an earlier
+    run's map stayed as it was): the earlier report.json is withdrawn first, so the folder
+    never claims a mix; this run's files (the optional ones the work folder holds too, added to
+    the report's ``outputs``) are renamed into place, an earlier run's outputs this run did not
+    make are removed, and report.json comes last. ``identity``: the digest the outputs were made
+    from, kept in the claim (``.outputs.json``) beside the names."""
+    check_outputs_owned(out)
     optional = [name for name in OPTIONAL_OUTPUTS if (work / name).is_file()]
     names = sorted([*required, *optional], key=lambda n: n == "report.json")  # report.json last
-    claim = work / OWNED
-    claim.write_text(json.dumps({"outputs": names}))
-    claim.replace(out / OWNED)
+    earlier = owned(out)
     if optional:
         report = {**report, "outputs": {**report.get("outputs", {}),
                                         **{name: str(out / name) for name in optional}}}
     (work / "report.json").write_text(json.dumps(report, indent=2))
-    for name in names:
+    (out / "report.json").unlink(missing_ok=True)
+    _claim(out, work, sorted(earlier | set(names)), identity)  # both ours until the swap ends
+    for name in names[:-1]:
         (work / name).replace(out / name)
+    for name in sorted(earlier - set(names)):
+        (out / name).unlink(missing_ok=True)
+    _claim(out, work, names, identity)
+    (work / names[-1]).replace(out / names[-1])
     shutil.rmtree(work)
+
+
+def _claim(out: Path, work: Path, names: list[str], identity: str | None) -> None:
+    claim = work / OWNED
+    claim.write_text(json.dumps({"outputs": names, "provenance": identity}))
+    claim.replace(out / OWNED)

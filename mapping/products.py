@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.provenance import Identity
 from mapping.graph import GraphResult
 from tiler.grid import Grid
 from tiler.polygons import (
@@ -22,27 +23,28 @@ from tiler.polygons import (
     write_polygons,
     write_rasters,
 )
-from tiler.predictions import has_change
 from tiler.preview import assemble_blocks, render_preview
-from tiler.rasters import to_cog
+from tiler.rasters import PROVENANCE_TAG, tag_png, tag_raster, to_cog
 from tiler.summary_figure import write_summary_figure
 
 
-def landslides(store: Path, grid: Grid, graph: GraphResult, work: Path, min_area_m2: float,
-               identity: dict[str, str | None],
-               require_vegetation_loss: float | None = None) -> Landslides:
+def landslides(store: Path, predictions: Path, grid: Grid, graph: GraphResult, work: Path,
+               min_area_m2: float, identity: dict[str, str | None],
+               require_vegetation_loss: float | None = None,
+               with_change: bool = False) -> Landslides:
     """The scene's landslides with their attributes, and the probability and mask rasters
-    (not yet COGs) in work (and the rdNDVI raster when the store holds pre-event change).
+    (not yet COGs) in work (and the rdNDVI raster when ``with_change``: this run's pre-event
+    change layers are in the prediction store).
     ``identity``: ``scene``, ``sensing_date``, ``model_id``, repeated on every polygon.
     ``require_vegetation_loss`` X: polygons whose mean rdNDVI is above -X are dropped before the
     mask is burnt (those without any pre-event pixel are kept: no evidence either way)."""
     polygons = merge_block_polygons(graph.polygons, grid, min_area_m2)
     if require_vegetation_loss is not None and polygons:
-        keep = ~(mean_rdndvi(store, grid, polygons) > -require_vegetation_loss)
+        keep = ~(mean_rdndvi(store, predictions, grid, polygons) > -require_vegetation_loss)
         polygons = [p for p, k in zip(polygons, keep, strict=True) if k]
-    stats = write_rasters(store, grid, polygons, work / "probability.raw.tif",
+    stats = write_rasters(store, predictions, grid, polygons, work / "probability.raw.tif",
                           work / "mask.raw.tif",
-                          work / "change.raw.tif" if has_change(store) else None)
+                          work / "change.raw.tif" if with_change else None)
     n = len(polygons)
     lon, lat = centroids_lonlat(polygons, grid.crs_wkt)
     attributes = {
@@ -56,20 +58,26 @@ def landslides(store: Path, grid: Grid, graph: GraphResult, work: Path, min_area
                       mean_probability=stats["mean_prob"], attributes=attributes)
 
 
-def write_outputs(store: Path, grid: Grid, graph: GraphResult, work: Path, found: Landslides,
-                  step: int, metadata: dict[str, str], figure: bool, geojson: bool) -> None:
+def write_outputs(predictions: Path, grid: Grid, graph: GraphResult, work: Path,
+                  found: Landslides, step: int, metadata: dict[str, str], figure: bool,
+                  geojson: bool, identity: Identity) -> None:
     """COGs, polygons, preview (summary.png when ``figure``, landslides.geojson when
-    ``geojson``), under work. ``metadata`` goes into the polygon layers."""
-    to_cog(work / "probability.raw.tif", work / "probability.tif", "AVERAGE")
-    to_cog(work / "mask.raw.tif", work / "mask.tif", "NEAREST")
-    if (work / "change.raw.tif").is_file():
-        to_cog(work / "change.raw.tif", work / "change.tif", "AVERAGE")
+    ``geojson``), under work. ``metadata`` goes into the polygon layers; every file records
+    the products' ``identity`` (a GeoTIFF tag, the layers' metadata, a PNG text chunk)."""
+    tags = {PROVENANCE_TAG: identity.digest}
+    for name, resampling in (("probability", "AVERAGE"), ("mask", "NEAREST"),
+                             ("change", "AVERAGE")):
+        raw = work / f"{name}.raw.tif"
+        if raw.is_file():
+            tag_raster(raw, tags)
+            to_cog(raw, work / f"{name}.tif", resampling)
     write_polygons(work / "landslides.gpkg", found, grid.crs_wkt, metadata=metadata)
     if geojson:
         write_polygons(work / "landslides.geojson", found, grid.crs_wkt, metadata=metadata,
                        driver="GeoJSON")
     rgb, valid = assemble_blocks(graph.preview)
     render_preview(rgb, valid, step, grid, found.polygons, work / "preview.png")
+    tag_png(work / "preview.png", tags)
     if figure:
-        write_summary_figure(work / "preview.png", store, grid, found,
-                             float(metadata["threshold"]), work / "summary.png")
+        write_summary_figure(work / "preview.png", predictions, grid, found,
+                             float(metadata["threshold"]), work / "summary.png", tags)

@@ -17,11 +17,11 @@ import rasterio
 from PIL import Image
 from rasterio.crs import CRS
 
+from common import provenance
 from mapping.outputs import (
     OUTPUTS,
     OWNED,
     check_outputs_owned,
-    clear_earlier_outputs,
     publish,
     work_folder,
 )
@@ -31,10 +31,10 @@ from tiler.errors import OutputError
 from tiler.grid import Grid
 from tiler.histograms import probability_histogram
 from tiler.polygons import landslides_from
-from tiler.predictions import PROBABILITY, prepare_predictions
+from tiler.predictions import PROBABILITY, open_predictions, prepare_predictions
 from tiler.preview import write_preview
 from tiler.rasters import write_probability, write_threshold
-from tiler.store import create_store, mark_complete, open_group, write_block
+from tiler.store import create_store, mark_complete, write_block
 from tiler.summary_figure import write_summary_figure
 from unet import figures
 from unet.figures import PatchView, draw_evaluation, draw_training, error_image, stretch
@@ -276,14 +276,15 @@ def mapped(tmp_path_factory) -> tuple:
         image[3, blob] += 0.3
     write_block(store, grid, 0, 0, image * valid, valid)
     mark_complete(store)
-    prepare_predictions(store, grid, {"model_id": "test"})
+    predictions = work / "predictions.zarr"
+    prepare_predictions(predictions, grid, provenance.make("predictions", {"test": 1}))
     prob[valid == 0] = np.nan
-    open_group(store, "r+")[PROBABILITY][...] = prob.astype(np.float32)
-    write_probability(store, grid, work / "probability.raw.tif")
-    write_threshold(store, grid, 0.5, work / "threshold.raw.tif")
+    open_predictions(predictions, "r+")[PROBABILITY][...] = prob.astype(np.float32)
+    write_probability(predictions, grid, work / "probability.raw.tif")
+    write_threshold(predictions, grid, 0.5, work / "threshold.raw.tif")
     found = landslides_from(work / "threshold.raw.tif", work / "probability.raw.tif", 200.0)
     write_preview(store, grid, found.polygons, work / "preview.png")
-    return store, grid, work, found
+    return predictions, grid, work, found
 
 
 def test_probability_histogram_counts_every_valid_pixel_once(mapped):
@@ -322,7 +323,6 @@ def test_summary_into_a_missing_folder_is_an_output_error(mapped, tmp_path):
 
 
 def _publish_fake_run(out: Path, with_summary: bool) -> dict:
-    clear_earlier_outputs(out)
     work = work_folder(out)
     for name in OUTPUTS:
         if name != "report.json":
@@ -348,7 +348,7 @@ def test_summary_is_an_owned_output_only_when_written(tmp_path):
     with pytest.raises(OutputError, match="summary.png"):
         check_outputs_owned(out)
     with pytest.raises(OutputError):
-        clear_earlier_outputs(out)
+        _publish_fake_run(out, with_summary=False)
     assert (out / "summary.png").read_text() == "mine"
 
 

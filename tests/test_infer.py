@@ -200,7 +200,7 @@ def test_tiled_inference_agrees_with_one_pass_over_the_scene(baseline, model):
     x = normalize(np.moveaxis(store["image"][:], 0, -1), bundle)
     x[~valid] = 0
     whole = np.asarray(keras_model(x[None], training=False))[0, ..., 0]
-    tiled = store["probability"][:]
+    tiled = zarr.open_group(str(baseline / "predictions.zarr"), mode="r")["probability"][:]
     agree = np.mean((whole[valid] >= 0.5) == (tiled[valid] >= 0.5))
     assert agree >= 0.999
     assert np.abs(whole[valid] - tiled[valid]).max() < 0.05
@@ -242,7 +242,7 @@ def test_multiprocess_cluster_with_a_worker_killed_mid_job(dask_cluster, scene, 
     killed = None
     deadline = time.time() + 300
     while killed is None and job.poll() is None and time.time() < deadline:
-        flags = _flags(out / "tiles.zarr")
+        flags = _flags(out / "predictions.zarr")
         if flags.size and 0 < flags.sum() < flags.size:
             killed = min(pids.values())
             os.kill(killed, signal.SIGKILL)  # its nanny starts a new worker process
@@ -259,7 +259,7 @@ def test_client_killed_mid_job_resumes_with_identical_output(scene, model, basel
     job = subprocess.Popen(cmd, env=ENV, cwd=REPO, start_new_session=True)
     deadline = time.time() + 300
     while job.poll() is None and time.time() < deadline:
-        flags = _flags(out / "tiles.zarr")
+        flags = _flags(out / "predictions.zarr")
         if flags.size and flags.sum() >= 1:
             os.killpg(job.pid, signal.SIGKILL)
             break
@@ -267,7 +267,7 @@ def test_client_killed_mid_job_resumes_with_identical_output(scene, model, basel
     job.wait(timeout=60)
     assert job.returncode == -signal.SIGKILL, "the job finished before it could be killed"
     assert not (out / "report.json").exists()
-    done = int(_flags(out / "tiles.zarr").sum())
+    done = int(_flags(out / "predictions.zarr").sum())
     assert subprocess.run(cmd, env=ENV, cwd=REPO).returncode == 0
     report = json.loads((out / "report.json").read_text())
     assert report["blocks"]["computed"] == report["blocks"]["total"] - done

@@ -24,6 +24,7 @@ from unet import predict
 from unet.bundle import (
     BUNDLE_FILE,
     MODEL_FILE,
+    bundle_identity,
     load_bundle,
     normalize,
     read_bundle,
@@ -69,7 +70,7 @@ def install(src: Path, model_dir: Path, files: tuple[str, ...] = (MODEL_FILE, BU
     model_dir.mkdir(exist_ok=True)
     for name in files:
         shutil.copyfile(src / name, model_dir / name)
-    return read_bundle(src).model_id
+    return bundle_identity(src).digest
 
 
 def reference(bundle_dir: Path, image: np.ndarray) -> np.ndarray:
@@ -85,18 +86,18 @@ def test_a_model_retrained_into_the_same_dir_is_loaded(tmp_path, bundles, image)
     a, b = bundles
     model_dir = tmp_path / "model"
     id_a = install(a, model_dir)
-    infer, bundle = cached_model(str(model_dir), model_id=id_a)
+    infer, bundle = cached_model(str(model_dir), model_key=id_a)
     before = predict_window(infer, normalize(np.moveaxis(image, 0, -1), bundle))
     np.testing.assert_allclose(before, reference(a, image), atol=1e-5)
 
     id_b = install(b, model_dir)  # retrained while the worker lives on
-    infer, bundle = cached_model(str(model_dir), model_id=id_b)
+    infer, bundle = cached_model(str(model_dir), model_key=id_b)
     after = predict_window(infer, normalize(np.moveaxis(image, 0, -1), bundle))
-    assert bundle.model_id == id_b != id_a
+    assert bundle.model_id == read_bundle(b).model_id != read_bundle(a).model_id
     np.testing.assert_allclose(after, reference(b, image), atol=1e-5)
     assert np.abs(after - before).max() > 1e-3  # the weights did change
     # No model_id given: whatever the directory holds now.
-    assert cached_model(str(model_dir))[1].model_id == id_b
+    assert cached_model(str(model_dir))[1].model_id == read_bundle(b).model_id
 
 
 def test_a_bundle_replaced_under_a_running_job_is_refused(tmp_path, bundles):
@@ -105,7 +106,7 @@ def test_a_bundle_replaced_under_a_running_job_is_refused(tmp_path, bundles):
     id_a = install(a, model_dir)
     id_b = install(b, model_dir)
     with pytest.raises(BundleError) as info:
-        cached_model(str(model_dir), model_id=id_a)
+        cached_model(str(model_dir), model_key=id_a)
     msg = str(info.value)
     assert msg.startswith(f"{model_dir}: the model bundle changed under a running job")
     assert id_a in msg and id_b in msg and "\n" not in msg
@@ -118,9 +119,9 @@ def test_new_weights_under_the_old_bundle_json_are_refused(tmp_path, bundles):
     model_dir = tmp_path / "model"
     id_a = install(a, model_dir)
     install(b, model_dir, files=(MODEL_FILE,))
-    assert read_bundle(model_dir).model_id == id_a
+    assert bundle_identity(model_dir).digest != id_a  # (new weights: another identity)
     with pytest.raises(BundleError, match="changed under a running job"):
-        cached_model(str(model_dir), model_id=id_a)
+        cached_model(str(model_dir), model_key=id_a)
 
 
 def test_at_most_two_models_per_worker_least_recently_used_dropped(tmp_path, bundles):
@@ -128,10 +129,10 @@ def test_at_most_two_models_per_worker_least_recently_used_dropped(tmp_path, bun
     dirs = [tmp_path / f"m{i}" for i in range(3)]
     ids = [install(src, d) for src, d in zip((a, b, a), dirs, strict=True)]
     keys = [(str(d), i) for d, i in zip(dirs, ids, strict=True)]
-    first = cached_model(str(dirs[0]), model_id=ids[0])
-    cached_model(str(dirs[1]), model_id=ids[1])
-    assert cached_model(str(dirs[0]), model_id=ids[0]) is first  # a hit: now most recent
-    cached_model(str(dirs[2]), model_id=ids[2])
+    first = cached_model(str(dirs[0]), model_key=ids[0])
+    cached_model(str(dirs[1]), model_key=ids[1])
+    assert cached_model(str(dirs[0]), model_key=ids[0]) is first  # a hit: now most recent
+    cached_model(str(dirs[2]), model_key=ids[2])
     assert predict.MODELS_PER_WORKER == 2
     assert list(predict._MODELS) == [keys[0], keys[2]]
 
@@ -150,10 +151,10 @@ def _store(path: Path, image: np.ndarray) -> str:
 GRID = Grid("EPSG:32645", (10.0, 0.0, 400000.0, 0.0, -10.0, 3100000.0), SIZE, SIZE, 128, SIZE)
 
 
-def job(store: str, model_dir: Path, model_id: str | None = None) -> BlockJob:
-    return BlockJob(store=store, grid=GRID, model_dir=str(model_dir), threshold=0.5,
-                    min_area_m2=0.0,
-                    bands=tuple(BANDS), preview_step=1, model_id=model_id)
+def job(store: str, model_dir: Path, model_key: str | None = None) -> BlockJob:
+    return BlockJob(store=store, predictions=store, grid=GRID, model_dir=str(model_dir),
+                    threshold=0.5, min_area_m2=0.0,
+                    bands=tuple(BANDS), preview_step=1, model_key=model_key)
 
 
 def _predict(store: str, job: BlockJob) -> np.ndarray:
@@ -167,7 +168,7 @@ def test_map_block_predicts_with_the_jobs_model_id(tmp_path, bundles, image):
     a, b = bundles
     model_dir, store = tmp_path / "model", _store(tmp_path / "s.zarr", image)
     id_a = install(a, model_dir)
-    assert job(store, model_dir).model_id is None  # the default
+    assert job(store, model_dir).model_key is None  # the default
     old = _predict(store, job(store, model_dir, id_a))
     np.testing.assert_allclose(old, reference(a, image), atol=1e-5)
 

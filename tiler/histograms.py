@@ -6,16 +6,15 @@ from pathlib import Path
 import numpy as np
 
 from tiler.grid import Grid
-from tiler.predictions import PROBABILITY
+from tiler.predictions import PROBABILITY, open_predictions
 from tiler.rasters import row_strips
-from tiler.store import open_group
 
 
 def probability_histogram(store: str | Path, grid: Grid,
                           bins: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """(counts int64 (bins,), edges (bins + 1,)) of the probabilities of the scene's valid
     pixels over [0, 1]; nodata (NaN) is left out."""
-    prob = open_group(store)[PROBABILITY]
+    prob = open_predictions(store)[PROBABILITY]
     edges = np.linspace(0.0, 1.0, bins + 1)
     counts = np.zeros(bins, np.int64)
     for y0, y1 in row_strips(grid):

@@ -28,7 +28,7 @@ from shapely.geometry import Polygon, shape
 from tiler.change import LAYERS
 from tiler.grid import Grid
 from tiler.groups import connected_groups
-from tiler.predictions import CHANGE, PROBABILITY
+from tiler.predictions import CHANGE, PROBABILITY, open_predictions
 from tiler.rasters import MASK_NODATA, grid_profile
 from tiler.store import IMAGE, VALID, open_group
 from tiler.zonal import ZoneStats
@@ -208,18 +208,20 @@ def mean_probabilities(polygons: list[Polygon], probability_tif: Path,
         return np.where(counts[1:] > 0, sums[1:] / counts[1:], np.nan)
 
 
-def write_rasters(store: str | Path, grid: Grid, polygons: list[Polygon], probability_tif: Path,
-                  mask_tif: Path, change_tif: Path | None = None) -> dict[str, np.ndarray]:
-    """One pass over the store, a block row at a time: the probability GeoTIFF, the mask burnt
-    from ``polygons`` (1 on their pixels, 0 elsewhere, 255 where invalid) and each polygon's
-    statistics (returned, one array each): ``mean_prob`` (as ``mean_probabilities``),
-    ``max_prob``, ``mean_slope_deg``, ``elev_min_m``, ``elev_max_m``; and when the store
-    holds pre-event ``change`` and ``change_tif`` is given, the rdNDVI GeoTIFF and the mean
+def write_rasters(store: str | Path, predictions: str | Path, grid: Grid,
+                  polygons: list[Polygon], probability_tif: Path, mask_tif: Path,
+                  change_tif: Path | None = None) -> dict[str, np.ndarray]:
+    """One pass over the tile store and the prediction store, a block row at a time: the
+    probability GeoTIFF, the mask burnt from ``polygons`` (1 on their pixels, 0 elsewhere,
+    255 where invalid) and each polygon's statistics (returned, one array each):
+    ``mean_prob`` (as ``mean_probabilities``), ``max_prob``, ``mean_slope_deg``,
+    ``elev_min_m``, ``elev_max_m``; and when ``change_tif`` is given (the prediction store
+    holds this run's pre-event ``change``), the rdNDVI GeoTIFF and the mean
     of each change layer (``ndvi_pre``, ``ndvi_post``, ``rdndvi``). The polygons are
     rasterised once for all of it."""
-    group = open_group(store)
-    prob, valid, image = group[PROBABILITY], group[VALID], group[IMAGE]
-    change = group[CHANGE] if change_tif is not None and CHANGE in group else None
+    group, found = open_group(store), open_predictions(predictions)
+    prob, valid, image = found[PROBABILITY], group[VALID], group[IMAGE]
+    change = found[CHANGE] if change_tif is not None else None
     bands = list(group.attrs["bands"])
     terrain = [bands.index("slope"), bands.index("DEM")]
     n = len(polygons)
@@ -264,11 +266,11 @@ def write_rasters(store: str | Path, grid: Grid, polygons: list[Polygon], probab
     return result
 
 
-def mean_rdndvi(store: str | Path, grid: Grid, polygons: list[Polygon]) -> np.ndarray:
+def mean_rdndvi(store: str | Path, predictions: str | Path, grid: Grid,
+                polygons: list[Polygon]) -> np.ndarray:
     """Each polygon's mean rdNDVI over its pixels with pre- and post-event data (NaN: none),
     from the store's ``change`` array."""
-    group = open_group(store)
-    change, valid = group[CHANGE], group[VALID]
+    change, valid = open_predictions(predictions)[CHANGE], open_group(store)[VALID]
     stats = ZoneStats(len(polygons))
     k = LAYERS.index("rdndvi")
     for window, labels in label_strips(polygons, Affine(*grid.transform), grid.height,

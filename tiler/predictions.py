@@ -1,27 +1,34 @@
-"""The prediction arrays inside a tile store: created before inference, read back by stitching.
+"""The prediction store: a Zarr v3 group of its own beside the tile store, on the same grid.
 
-Inference writes `probability` one 1024 x 1024 block (a whole shard) at a time and then sets that
-block's flag in `predicted`; resuming rests on those flags alone, never on which chunks exist.
-Arrays made another way (another model, TTA, halo, harmonisation, ...) are reset, not mixed.
+Data flows one way: the tile store (an input, never written by inference) -> this store ->
+rasters and polygons. It holds ``probability`` (written one 1024 x 1024 block, a whole shard, at
+a time, then that block's flag in ``predicted``: resuming rests on those flags alone) and, when a
+pre-event scene is given, ``change``. The group's ``provenance`` attribute is the identity of the
+predictions (``common.provenance``: tiles, model, TTA, halo, harmonisation); ``change`` keeps
+its own. Arrays made from another identity are reset, never mixed or reused.
 """
 
-import json
+from __future__ import annotations
+
+import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
 import zarr
 
+from common import provenance
+from common.provenance import Identity
 from tiler.errors import StoreError
 from tiler.grid import Grid
-from tiler.store import CODEC, open_group, store_attrs, store_grid
+from tiler.store import CODEC, store_attrs, store_grid
 
 PROBABILITY = "probability"
 PREDICTED = "predicted"
 CHANGE = "change"
 """(layer, y, x) float32: ``tiler.change.LAYERS`` of each pixel, when a pre-event scene is
-given; remade by every run (it depends on the pre-event scene, not on the model)."""
-IDENTITY = "identity"
-"""The attribute of `probability` that holds the whole identity of its predictions."""
+given; its ``provenance`` attribute names the tiles of both dates."""
+KIND = "landslide-predictions"
 
 
 def complete_grid(path: str | Path) -> Grid:
@@ -31,26 +38,42 @@ def complete_grid(path: str | Path) -> Grid:
     return store_grid(path)
 
 
-def prepare_predictions(store: str | Path, grid: Grid, identity: dict) -> list[tuple[int, int]]:
-    """Create (or keep, when they were made the same way) the prediction arrays.
+def open_predictions(path: str | Path, mode: str = "r") -> zarr.Group:
+    """The prediction store at ``path``, or StoreError naming it."""
+    try:
+        group = zarr.open_group(str(path), mode=mode, zarr_format=3)
+    except Exception as exc:  # noqa: BLE001 - any zarr failure is a bad store
+        raise StoreError(f"{path}: cannot open the prediction store ({exc})") from exc
+    if group.attrs.get("kind") != KIND:
+        raise StoreError(f"{path}: not a prediction store")
+    return group
 
-    ``identity`` is everything that changes the probabilities (model id, TTA, halo, the store's
-    convention, harmonisation scale and offset, ...), JSON-serialisable: blocks predicted under
-    another identity are never mixed with this run's. Returns the blocks still to predict, in
-    row-major order.
-    """
-    group = open_group(store, mode="r+")
-    identity = json.loads(json.dumps(identity))  # the form the attributes read back in
-    existing = PROBABILITY in group and PREDICTED in group
-    if existing and dict(group[PROBABILITY].attrs).get(IDENTITY) == identity:
-        flags = group[PREDICTED][:]
-    else:
-        for name in (PROBABILITY, PREDICTED):
-            if name in group:
-                del group[name]
-        _create(group, grid, identity)
-        flags = np.zeros((grid.n_block_rows, grid.n_block_cols), dtype=np.uint8)
-    return [(int(r), int(c)) for r, c in zip(*np.nonzero(flags == 0), strict=True)]
+
+def is_prediction_store(path: str | Path) -> bool:
+    try:
+        open_predictions(path)
+    except StoreError:
+        return False
+    return True
+
+
+def prepare_predictions(path: str | Path, grid: Grid,
+                        identity: Identity) -> list[tuple[int, int]]:
+    """Create the prediction store at ``path`` (or keep it, when its predictions were made from
+    exactly ``identity``). A store of another identity is replaced; a folder that is not a
+    prediction store is refused. Returns the blocks still to predict, in row-major order."""
+    path = Path(path)
+    if path.exists():
+        if not is_prediction_store(path):
+            raise StoreError(f"{path}: exists and is not a prediction store: will not replace "
+                             "it")
+        group = open_predictions(path)
+        if provenance.matches(group.attrs.get(provenance.ATTRIBUTE), identity):
+            flags = np.asarray(group[PREDICTED][...])
+            return [(int(r), int(c)) for r, c in zip(*np.nonzero(flags == 0), strict=True)]
+        shutil.rmtree(path)
+    _create(path, grid, identity)
+    return list(grid.blocks())
 
 
 def is_predicted(store: str | Path, row: int, col: int) -> bool:
@@ -77,9 +100,16 @@ def read_block_probability(store: str | Path, grid: Grid, row: int, col: int) ->
                            win.col_off:win.col_off + win.width])
 
 
-def _create(group: zarr.Group, grid: Grid, identity: dict) -> None:
+def _create(path: Path, grid: Grid, identity: Identity) -> None:
+    """The empty store, built under a temporary sibling name and renamed into place."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+    group = zarr.open_group(str(tmp), mode="w-", zarr_format=3)
+    group.attrs.update({"kind": KIND, provenance.ATTRIBUTE: identity.as_dict(),
+                        "height": grid.height, "width": grid.width,
+                        "crs_wkt": grid.crs_wkt, "transform": list(grid.transform),
+                        "tile_size": grid.tile, "block_size": grid.block})
     tile = grid.tile
-    prob = group.create_array(
+    group.create_array(
         PROBABILITY,
         shape=(grid.padded_height, grid.padded_width),
         chunks=(tile, tile),
@@ -89,7 +119,6 @@ def _create(group: zarr.Group, grid: Grid, identity: dict) -> None:
         compressors=CODEC,
         dimension_names=("y", "x"),
     )
-    prob.attrs.update({**identity, IDENTITY: identity})
     group.create_array(
         PREDICTED,
         shape=(grid.n_block_rows, grid.n_block_cols),
@@ -98,15 +127,16 @@ def _create(group: zarr.Group, grid: Grid, identity: dict) -> None:
         fill_value=0,
         dimension_names=("block_row", "block_col"),
     )
+    tmp.rename(path)
 
 
-
-def prepare_change(store: str | Path, grid: Grid, layers: int) -> None:
-    """A fresh ``change`` array (NaN), replacing any of an earlier run."""
-    group = open_group(store, mode="r+")
+def prepare_change(store: str | Path, grid: Grid, layers: int, identity: Identity) -> None:
+    """A fresh ``change`` array (NaN) made from ``identity``, replacing any of an earlier run
+    (every block of it is written again by this run)."""
+    group = open_predictions(store, mode="r+")
     if CHANGE in group:
         del group[CHANGE]
-    group.create_array(
+    change = group.create_array(
         CHANGE,
         shape=(layers, grid.padded_height, grid.padded_width),
         chunks=(layers, grid.tile, grid.tile),
@@ -116,6 +146,15 @@ def prepare_change(store: str | Path, grid: Grid, layers: int) -> None:
         compressors=CODEC,
         dimension_names=("layer", "y", "x"),
     )
+    change.attrs[provenance.ATTRIBUTE] = identity.as_dict()
+
+
+def drop_change(store: str | Path) -> None:
+    """Remove the ``change`` array (a run without a pre-event scene): it can never be read as
+    this run's."""
+    group = open_predictions(store, mode="r+")
+    if CHANGE in group:
+        del group[CHANGE]
 
 
 def write_block_change(store: str | Path, grid: Grid, row: int, col: int,
@@ -127,5 +166,9 @@ def write_block_change(store: str | Path, grid: Grid, row: int, col: int,
                   win.col_off:win.col_off + win.width] = change
 
 
-def has_change(store: str | Path) -> bool:
-    return CHANGE in open_group(store)
+def change_identity(store: str | Path) -> Identity | None:
+    """The identity the store's ``change`` array was made from (None: there is none)."""
+    group = open_predictions(store)
+    if CHANGE not in group:
+        return None
+    return provenance.from_dict(group[CHANGE].attrs.get(provenance.ATTRIBUTE))

@@ -15,10 +15,32 @@ from affine import Affine
 from rasterio.windows import Window
 
 from tiler.grid import Grid
-from tiler.predictions import PROBABILITY
-from tiler.store import open_group
+from tiler.predictions import PROBABILITY, open_predictions
 
 MASK_NODATA = 255
+PROVENANCE_TAG = "LANDSLIDE_PROVENANCE"
+"""The tag (GeoTIFF metadata, PNG text) that names the identity a published file was made
+from (``common.provenance``; report.json's ``provenance.products.digest``)."""
+
+
+def tag_raster(path: Path, tags: dict[str, str]) -> None:
+    """Add dataset tags to a GeoTIFF (before its copy to a COG, which keeps them)."""
+    with rasterio.open(path, "r+") as ds:
+        ds.update_tags(**tags)
+
+
+def tag_png(path: Path, tags: dict[str, str]) -> None:
+    """Add text chunks to a PNG (its pixels unchanged)."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    for key, value in tags.items():
+        info.add_text(key, value)
+    with Image.open(path) as img:
+        img.load()
+        tmp = path.with_name(f".{path.name}.tagged.png")
+        img.save(tmp, pnginfo=info)
+    tmp.replace(path)
 
 
 def grid_profile(grid: Grid, dtype: str, nodata: float | int) -> dict:
@@ -47,7 +69,7 @@ def row_strips(grid: Grid) -> Iterator[tuple[int, int]]:
 
 def write_probability(store: str | Path, grid: Grid, path: Path) -> None:
     """The probability array, cropped to the scene, as a float32 GeoTIFF (nodata NaN)."""
-    prob = open_group(store)[PROBABILITY]
+    prob = open_predictions(store)[PROBABILITY]
     with rasterio.open(path, "w", **grid_profile(grid, "float32", np.nan)) as dst:
         for y0, y1 in row_strips(grid):
             window = Window(0, y0, grid.width, y1 - y0)
@@ -56,7 +78,7 @@ def write_probability(store: str | Path, grid: Grid, path: Path) -> None:
 
 def write_threshold(store: str | Path, grid: Grid, threshold: float, path: Path) -> None:
     """probability >= threshold as uint8 0/1 (0 where nodata): the input of polygonisation."""
-    prob = open_group(store)[PROBABILITY]
+    prob = open_predictions(store)[PROBABILITY]
     with rasterio.open(path, "w", **grid_profile(grid, "uint8", None)) as dst:
         for y0, y1 in row_strips(grid):
             p = prob[y0:y1, : grid.width]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from distributed import Client, as_completed
 
+from common import provenance
 from tiler.blocks import read_block_counts
 from tiler.errors import InputError, StoreError
 from tiler.grid import Grid
@@ -24,6 +25,7 @@ from tiler.store import (
     read_tiled,
     remove_store,
     store_attrs,
+    store_identity,
     write_block,
 )
 
@@ -47,17 +49,17 @@ def tile_block(row: int, col: int, spec: SceneSpec, store: str) -> int:
     return int(valid.sum())
 
 
-def _check_same_input(store: Path, spec: SceneSpec, source: dict) -> None:
-    attrs = store_attrs(store)
-    old = attrs.get("source") or {}
-    grid = spec.grid
-    same = (attrs.get("convention") == spec.convention
-            and old.get("fingerprint") == source["fingerprint"]
-            and attrs.get("height") == grid.height and attrs.get("width") == grid.width
-            and attrs.get("tile_size") == grid.tile and attrs.get("block_size") == grid.block)
-    if not same:
-        raise StoreError(f"{store}: store was made from a different input "
-                         f"({old.get('path', '?')}); pass --overwrite to replace it")
+def _same_input(store: Path, spec: SceneSpec) -> bool:
+    return provenance.matches(store_attrs(store).get(provenance.ATTRIBUTE), spec.identity())
+
+
+def _other_input(store: Path, spec: SceneSpec) -> StoreError:
+    """The refusal of a store made from something else, saying what changed."""
+    old = store_identity(store)
+    changed = provenance.differences(old.record, spec.identity().record)
+    what = "; ".join(changed) if changed else f"another input ({old.record.get('source')})"
+    return StoreError(f"{store}: the store was made from other inputs or settings ({what}); "
+                      "pass --overwrite to replace it")
 
 
 @dataclass(frozen=True)
@@ -71,23 +73,30 @@ class Plan:
     already_complete: bool
 
 
-def plan_store(spec: SceneSpec, store: str | Path, *, overwrite: bool = False) -> Plan:
-    """Create the store, or check that an existing one comes from the same input and list
-    the blocks whose ``tiled`` flag is still 0. Raises StoreError for a store of another input
-    (unless ``overwrite``: then it is deleted and made again)."""
+def plan_store(spec: SceneSpec, store: str | Path, *, overwrite: bool = False,
+               replace_other: bool = False) -> Plan:
+    """Create the store, or check that an existing one was made from the same identity
+    (``SceneSpec.identity``) and list the blocks whose ``tiled`` flag is still 0. A store made
+    from anything else raises StoreError saying what changed, unless ``overwrite`` (the user
+    asked) or ``replace_other`` (the store is the job's own working store): it is then deleted
+    and made again."""
     store = Path(store).resolve()
-    source = spec.source_record()
+    identity = spec.identity()
     if store.exists() and overwrite:
         remove_store(store)
     created = False
     if store.exists():
         if not is_store(store):
             raise StoreError(f"{store}: exists and is not a tile store")
-        _check_same_input(store, spec, source)
+        if not _same_input(store, spec):
+            if not replace_other:
+                raise _other_input(store, spec)
+            remove_store(store)
+    if store.exists():
         if store_attrs(store).get("complete"):
             return Plan(spec, store, (), False, True)
     else:
-        create_store(store, spec.grid, source, spec.convention)
+        create_store(store, spec.grid, spec.source_record(), spec.convention, identity)
         created = True
     tiled = read_tiled(store)
     todo = tuple((r, c) for r, c in spec.grid.blocks() if not tiled[r, c])

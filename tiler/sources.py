@@ -9,10 +9,7 @@ picklable dataclass: each Dask task opens the files itself.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -27,6 +24,8 @@ from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
 
+from common import provenance
+from common.provenance import Identity
 from tiler.bands import (
     BANDS,
     CONVENTION,
@@ -103,26 +102,31 @@ class SceneSpec:
         """A one-line note for the user about the mask (e.g. an L1C product has no SCL)."""
         return (self.details.get("mask") or {}).get("note")
 
+    def identity(self) -> Identity:
+        """The identity of the tiles this spec makes: every source file (path, size, mtime:
+        bands, DEM, mask), each band's conversion, the DEM and slope sources, the mask and its
+        values, the grid, the convention and the store layout."""
+        files = sorted({b.path for b in (*self.bands, self.dem, self.slope,
+                                         self.mask) if b is not None and hasattr(b, "path")})
+        return provenance.make("tiles", {
+            "layout": provenance.STORE_LAYOUT,
+            "kind": self.kind,
+            "source": str(Path(self.source).resolve()),
+            "files": [provenance.file_record(f) for f in files],
+            "bands": [asdict(b) if isinstance(b, BandSource) else b for b in self.bands],
+            "dem": asdict(self.dem),
+            "slope": asdict(self.slope) if self.slope is not None else None,
+            "mask": asdict(self.mask) if self.mask is not None else None,
+            "grid": asdict(self.grid),
+            "convention": self.convention,
+        })
+
     def source_record(self) -> dict:
-        """What the store records as its ``source``; ``fingerprint`` decides resume vs refuse."""
+        """What the store records as its ``source`` (``fingerprint``: the identity's digest;
+        the store's ``provenance`` attribute holds the identity itself)."""
         record = {"kind": self.kind, "path": self.source, **self.details}
-        record["fingerprint"] = _fingerprint(self)
+        record["fingerprint"] = self.identity().digest
         return record
-
-
-def _fingerprint(spec: SceneSpec) -> str:
-    files = sorted({b.path for b in (*spec.bands, spec.dem) if isinstance(b, BandSource)})
-    stats = []
-    for f in files:
-        st = os.stat(f)
-        stats.append((f, st.st_size, st.st_mtime_ns))
-    conv = [asdict(b) if isinstance(b, BandSource) else b for b in spec.bands]
-    parts = [spec.kind, stats, conv, asdict(spec.dem), asdict(spec.grid), spec.convention]
-    if spec.mask is not None:
-        st = os.stat(spec.mask.path)
-        parts.append([asdict(spec.mask), st.st_size, st.st_mtime_ns])
-    payload = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def _open(path: str | Path) -> rasterio.DatasetReader:

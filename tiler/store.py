@@ -20,6 +20,8 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec
 
+from common import provenance
+from common.provenance import Identity
 from tiler.bands import BANDS, CONVENTION, CONVENTIONS
 from tiler.errors import OutputError, StoreError
 from tiler.grid import Grid
@@ -79,8 +81,10 @@ def _skeleton(grid: Grid, attrs: dict) -> tuple[xr.Dataset, dict]:
     return ds, encoding
 
 
-def root_attrs(grid: Grid, source: dict, convention: str = CONVENTION) -> dict:
+def root_attrs(grid: Grid, source: dict, convention: str = CONVENTION,
+               identity: Identity | None = None) -> dict:
     return {
+        provenance.ATTRIBUTE: identity.as_dict() if identity is not None else None,
         "height": grid.height, "width": grid.width, "tile_size": grid.tile,
         "block_size": grid.block, "convention": convention, "source": source,
         "crs_wkt": grid.crs_wkt, "transform": list(grid.transform), "bands": list(BANDS),
@@ -89,15 +93,16 @@ def root_attrs(grid: Grid, source: dict, convention: str = CONVENTION) -> dict:
 
 
 def create_store(path: str | Path, grid: Grid, source: dict,
-                 convention: str = CONVENTION) -> Path:
+                 convention: str = CONVENTION, identity: Identity | None = None) -> Path:
     """Create the empty store at ``path`` (which must not exist) and return it; ``convention``
-    is what its ``image`` holds (``tiler.bands.CONVENTIONS``).
+    is what its ``image`` holds (``tiler.bands.CONVENTIONS``), ``identity`` what its tiles are
+    made from (``tiler.sources.SceneSpec.identity``), kept as its ``provenance`` attribute.
 
     Built under a temporary sibling name and renamed, so ``path`` never holds half a skeleton.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-    ds, encoding = _skeleton(grid, root_attrs(grid, source, convention))
+    ds, encoding = _skeleton(grid, root_attrs(grid, source, convention, identity))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # zarr: string dtypes have no v3 spec yet
@@ -131,6 +136,20 @@ def open_group(path: str | Path, mode: str = "r") -> zarr.Group:
 
 def store_attrs(path: str | Path) -> dict:
     return dict(open_group(path).attrs)
+
+
+def store_identity(path: str | Path) -> Identity:
+    """What the store's tiles were made from: its ``provenance`` attribute; for a store made
+    before identities existed, one derived from its source fingerprint, grid and convention
+    (layout 1), so that it is still told apart from any other store."""
+    attrs = store_attrs(path)
+    found = provenance.from_dict(attrs.get(provenance.ATTRIBUTE))
+    if found is not None:
+        return found
+    return provenance.make("tiles", {
+        "layout": 1, "source": attrs.get("source"), "convention": attrs.get("convention"),
+        "grid": {k: attrs.get(k) for k in ("crs_wkt", "transform", "height", "width",
+                                           "tile_size", "block_size")}})
 
 
 def store_grid(path: str | Path) -> Grid:

@@ -45,15 +45,17 @@ def _draw_probabilities(ax, counts: np.ndarray, edges: np.ndarray, threshold: fl
     ax.legend(fontsize=8, loc="upper right")
 
 
-def write_summary_figure(preview: Path, store: str | Path, grid: Grid, found: Landslides,
-                         threshold: float, path: Path) -> Path:
+def write_summary_figure(preview: Path, predictions: str | Path, grid: Grid, found: Landslides,
+                         threshold: float, path: Path,
+                         tags: dict[str, str] | None = None) -> Path:
     """Draw the summary of a scene's map as the PNG ``path``; ``preview`` is the preview PNG
-    already written (tiler.preview)."""
+    already written (tiler.preview), ``predictions`` the prediction store, ``tags`` PNG text
+    (the provenance)."""
     import matplotlib.image
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    counts, edges = probability_histogram(store, grid)
+    counts, edges = probability_histogram(predictions, grid)
     fig = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     grid_spec = fig.add_gridspec(2, 2, width_ratios=[1.25, 1])
@@ -67,7 +69,7 @@ def write_summary_figure(preview: Path, store: str | Path, grid: Grid, found: La
     fig.suptitle(f"{len(found.polygons)} landslides, {found.total_area_m2 / 1e4:,.2f} ha, on a "
                  f"{grid.width} x {grid.height} px scene of {scene_ha:,.0f} ha")
     try:
-        fig.savefig(path, format="png", dpi=DPI, facecolor="white")
+        fig.savefig(path, format="png", dpi=DPI, facecolor="white", metadata=tags or {})
     except OSError as exc:
         raise OutputError(f"{path}: could not write the summary figure "
                           f"({exc.strerror or exc})") from exc

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from common import provenance
+from common.provenance import Identity
 from unet.errors import BundleError
 from unet.normalize import normalize_array
 
@@ -226,6 +228,33 @@ def check_model_file(model_dir: str | Path) -> None:
         if found != bundle.model_id:
             raise _model_error(path, f"does not match bundle.json (model_id {bundle.model_id}, "
                                      f"this file's {found}): replaced without its bundle.json?")
+
+
+PREDICTION_FIELDS = ("bands", "tile_size", "convention", "normalization", "percentiles",
+                     "model")
+"""The fields of bundle.json that change a prediction (the band order, the normalisation, the
+training percentiles that --harmonize maps onto, the architecture). ``threshold`` changes the
+products, not the probabilities: it is part of the products' identity."""
+
+
+def model_identity(bundle: Bundle, weights: str) -> Identity:
+    """The identity of a model: the sha256 prefix of its model.keras (``weights``) and every
+    field of its bundle that changes a prediction. Editing bundle.json's normalisation gives
+    another identity even though ``model_id`` (model.keras alone) stays the same."""
+    return provenance.make("model", {"weights_sha256": weights, "model_id": bundle.model_id,
+                                     **{k: getattr(bundle, k) for k in PREDICTION_FIELDS}})
+
+
+def bundle_identity(model_dir: str | Path) -> Identity:
+    """``model_identity`` of the bundle in ``model_dir`` as its files are now (BundleError,
+    naming the file, when one is missing or unreadable)."""
+    bundle = read_bundle(model_dir)
+    path = Path(model_dir) / MODEL_FILE
+    try:
+        weights = _file_id(path)
+    except OSError as exc:
+        raise _model_error(path, f"unreadable ({exc.strerror or exc})") from exc
+    return model_identity(bundle, weights)
 
 
 def load_bundle(model_dir: str | Path, compile: bool = False) -> tuple[keras.Model, Bundle]:

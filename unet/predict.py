@@ -5,8 +5,10 @@ form one large batch without any seam between them. Where windows come from (a t
 block and its halo) is the caller's business (``mapping.block``); this module sees arrays only.
 
 The model is loaded once per worker process, lazily on first use, and cached by model directory
-AND the bundle's model_id (a kept cluster outlives a retraining into the same directory: the new
-bundle must be loaded, and a job must never predict with weights other than the ones it names);
+AND the model's identity (``unet.bundle.model_identity``: model.keras and every field of
+bundle.json that changes a prediction). A kept cluster outlives a retraining, or an edit of
+bundle.json's normalisation, in the same directory: the new bundle must be loaded, and a job must
+never predict with a model other than the one it names;
 TensorFlow's thread pools are sized before the first operation so that workers x threads x
 intra-op threads do not oversubscribe the cores.
 """
@@ -19,14 +21,22 @@ from pathlib import Path
 
 import numpy as np
 
-from unet.bundle import MODEL_FILE, Bundle, _file_id, load_bundle, read_bundle
+from unet.bundle import (
+    MODEL_FILE,
+    Bundle,
+    _file_id,
+    bundle_identity,
+    load_bundle,
+    model_identity,
+)
 from unet.errors import BundleError
 from unet.matplotlib_guard import matplotlib_kept_out
 from unet.quiet import import_tensorflow
 
 _LOCK = threading.Lock()
 _MODELS: OrderedDict[tuple[str, str], tuple[object, Bundle]] = OrderedDict()
-"""(model_dir, model_id) -> (inference function, bundle), least recently used first."""
+"""(model_dir, model identity digest) -> (inference function, bundle), least recently used
+first."""
 MODELS_PER_WORKER = 2
 """Models kept per process: the current one and the one before it (jobs of an older bundle may
 still be running when a newer one arrives). Older ones are dropped."""
@@ -54,36 +64,37 @@ def _worker_threads() -> int:
 
 
 def cached_model(model_dir: str, intra_op_threads: int | None = None,
-                 model_id: str | None = None) -> tuple[object, Bundle]:
-    """The inference function and bundle of model `model_id` in model_dir, loaded once per
-    process (None: the model_id that model_dir's bundle.json names now).
+                 model_key: str | None = None) -> tuple[object, Bundle]:
+    """The inference function and bundle of the model whose identity digest is ``model_key``
+    in model_dir, loaded once per process (None: the model model_dir holds now).
 
-    Raises BundleError naming model_dir when the directory no longer holds `model_id` (the
-    bundle was replaced under a running job) and that model is not in the cache.
+    Raises BundleError naming model_dir when the directory no longer holds that model (the
+    bundle was replaced or edited under a running job) and it is not in the cache.
 
     Under TensorFlow the function is a tf.function with free batch and window sizes (traced
     once): 1.5x the speed of eager calls on 1088 px windows, measured on 2 cores.
     """
-    if model_id is None:
-        model_id = read_bundle(model_dir).model_id
-    key = (model_dir, model_id)
+    if model_key is None:
+        model_key = bundle_identity(model_dir).digest
+    key = (model_dir, model_key)
     with _LOCK:
         if key not in _MODELS:
-            _MODELS[key] = _load(model_dir, model_id, intra_op_threads)
+            _MODELS[key] = _load(model_dir, model_key, intra_op_threads)
             while len(_MODELS) > MODELS_PER_WORKER:
                 _MODELS.popitem(last=False)
         _MODELS.move_to_end(key)
         return _MODELS[key]
 
 
-def _load(model_dir: str, model_id: str, intra_op_threads: int | None) -> tuple[object, Bundle]:
+def _load(model_dir: str, model_key: str,
+          intra_op_threads: int | None) -> tuple[object, Bundle]:
     on_tf = os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
     with matplotlib_kept_out():  # Keras imports pyplot otherwise: about 1 s per worker
         if on_tf:
             import_tensorflow()  # without its start-up lines in the job's output
             _configure_threads(intra_op_threads)  # before load_bundle runs any TF op
         keras_model, bundle = load_bundle(model_dir)
-    _check_model_id(model_dir, model_id, bundle)
+    _check_identity(model_dir, model_key, bundle)
     infer = lambda x: keras_model(x, training=False)  # noqa: E731
     if on_tf:
         import tensorflow as tf
@@ -93,29 +104,27 @@ def _load(model_dir: str, model_id: str, intra_op_threads: int | None) -> tuple[
     return infer, bundle
 
 
-def _check_model_id(model_dir: str, model_id: str, bundle: Bundle) -> None:
-    """The loaded bundle must be the one asked for. model_id is the hash of model.keras, so the
-    file is hashed too: a retraining replaces model.keras before bundle.json, and a load in
-    between would read the new weights under the old bundle.json."""
-    found = bundle.model_id
-    if found == model_id:
-        path = Path(model_dir) / MODEL_FILE
-        try:
-            found = _file_id(path)
-        except OSError as exc:
-            raise BundleError(f"{path}: unreadable ({exc.strerror or exc})") from exc
-    if found != model_id:
+def _check_identity(model_dir: str, model_key: str, bundle: Bundle) -> None:
+    """The loaded model must be the one asked for: the identity of the bundle.json just read
+    and of model.keras hashed after the load (a retraining replaces model.keras before
+    bundle.json, and a load in between would read the new weights under the old bundle.json)."""
+    path = Path(model_dir) / MODEL_FILE
+    try:
+        found = model_identity(bundle, _file_id(path)).digest
+    except OSError as exc:
+        raise BundleError(f"{path}: unreadable ({exc.strerror or exc})") from exc
+    if found != model_key:
         raise BundleError(f"{model_dir}: the model bundle changed under a running job (the job "
-                          f"asked for model_id {model_id}, the directory holds {found}); "
+                          f"asked for model {model_key}, the directory holds {found}); "
                           "run the job again")
 
 
 def preload(model_dir: str, intra_op_threads: int | None = None,
-            model_id: str | None = None) -> float:
+            model_key: str | None = None) -> float:
     """Import TensorFlow and load the model into this worker's cache, ahead of its first block
     (the job submits it while the scene is being tiled); returns the seconds it took."""
     start = time.perf_counter()
-    cached_model(model_dir, intra_op_threads, model_id)
+    cached_model(model_dir, intra_op_threads, model_key)
     return time.perf_counter() - start
 
 
