@@ -40,6 +40,13 @@ def metric_reason(crs: CRS) -> str | None:
     return None
 
 
+def measures_ground_metres(crs: CRS) -> bool:
+    """The project's one rule for "metres on the ground": a projected CRS in metres that is not
+    Mercator. Lengths and areas measured on its plane are metres and m2 (to the projection's
+    small scale error); in any other CRS they must be measured on the ellipsoid."""
+    return metric_reason(crs) is None
+
+
 def utm_of(lon: float, lat: float) -> CRS:
     """The WGS 84 UTM zone holding (lon, lat)."""
     zone = min(max(int(math.floor((lon + 180.0) / 6.0)) + 1, 1), 60)

@@ -4,9 +4,11 @@ Neighbouring Sentinel-2 granules overlap (about 10 km), so a landslide in the ov
 by both. Polygons of different scenes that overlap (share area, not only a boundary) are one
 landslide: they become one polygon, the union of them, whose attributes are those of the scene
 that saw the most of it (its largest piece), except what is measured on the union itself:
-``area_m2`` and ``perimeter_m`` (in a projected CRS in metres on its plane; in any other CRS on
-the WGS 84 ellipsoid), the centroid's ``lon``/``lat``, ``scenes`` (every scene that saw it) and
-``n_scenes``.
+``area_m2`` and ``perimeter_m``, the centroid's ``lon``/``lat``, ``scenes`` (every scene that saw
+it) and ``n_scenes``. Areas and perimeters follow the project's one rule for ground metres
+(``tiler.gridding.measures_ground_metres``): on the plane of a CRS whose metres are ground metres
+(UTM, the scenes' grids), else geodesic on the WGS 84 ellipsoid (geographic CRSs, Web Mercator,
+feet), so a 1 ha landslide is 1 ha in any ``--crs``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from rasterio.crs import CRS
 from rasterio.warp import transform
 
 from tiler.errors import OutputError
+from tiler.gridding import measures_ground_metres
 from tiler.groups import connected_groups
 
 LAYER = "landslides"
@@ -66,24 +69,32 @@ def _groups(polys: np.ndarray, scene_of: np.ndarray) -> list[list[int]]:
 
 
 def _measure(geoms: list, crs: CRS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Area (m2), perimeter (m), and the centroid's lon and lat of each geometry."""
+    """Area (m2), perimeter (m, holes' rings included), and the centroid's lon and lat of each
+    geometry."""
     arr = np.asarray(geoms, dtype=object)
     if not len(arr):
         return (np.zeros(0),) * 4
     c = shapely.centroid(arr)
     lon, lat = transform(crs, "EPSG:4326", shapely.get_x(c), shapely.get_y(c))
-    if crs.is_projected and (crs.linear_units or "").lower() in ("metre", "meter", "m"):
-        return shapely.area(arr), shapely.length(arr), np.asarray(lon), np.asarray(lat)
-    areas, lengths = [], []
-    for g in arr:
-        def to_lonlat(xy: np.ndarray) -> np.ndarray:
-            x, y = transform(crs, "EPSG:4326", xy[:, 0], xy[:, 1])
-            return np.stack([x, y], axis=1)
+    if measures_ground_metres(crs):
+        area, perimeter = shapely.area(arr), shapely.length(arr)
+    else:
+        area, perimeter = geodesic_area_perimeter(arr, crs)
+    return area, perimeter, np.asarray(lon), np.asarray(lat)
 
-        area, length = _GEOD.geometry_area_perimeter(shapely.transform(g, to_lonlat))
-        areas.append(abs(area))
-        lengths.append(length)
-    return np.asarray(areas), np.asarray(lengths), np.asarray(lon), np.asarray(lat)
+
+def geodesic_area_perimeter(geoms: np.ndarray, crs: CRS) -> tuple[np.ndarray, np.ndarray]:
+    """Area (m2) and perimeter (m, every ring) of polygons in ``crs`` on the WGS 84 ellipsoid."""
+    def to_lonlat(xy: np.ndarray) -> np.ndarray:
+        x, y = transform(crs, "EPSG:4326", xy[:, 0], xy[:, 1])
+        return np.stack([x, y], axis=1)
+
+    # exteriors counter-clockwise, holes clockwise: pyproj adds each ring's signed area
+    lonlat = shapely.orient_polygons(shapely.transform(geoms, to_lonlat))
+    area = np.array([_GEOD.geometry_area_perimeter(g)[0] for g in lonlat], dtype=np.float64)
+    perimeter = np.array([_GEOD.geometry_length(b) for b in shapely.boundary(lonlat)],
+                         dtype=np.float64)
+    return np.abs(area), perimeter
 
 
 def merge_layers(layers: list[SceneLayer], crs: CRS) -> tuple[list, list[str], list[list]]:
