@@ -110,3 +110,23 @@ def test_vegetation_loss_needs_a_pre_event_scene(event, small_model, one_worker_
                  "--require-vegetation-loss", "0.1") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--require-vegetation-loss: needs --pre" in err[0]
+
+
+def test_a_rerun_without_pre_publishes_no_change_of_the_earlier_pre(event, maps, small_model,
+                                                                    one_worker_cluster,
+                                                                    tmp_path):
+    """--pre, then the same command without it into the same --out: nothing of the first run's
+    pre-event scene is left in what is published (no change.tif, no NDVI fields)."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(maps["pre"], out)
+    assert (out / "change.tif").is_file()
+    assert infer(event, small_model, one_worker_cluster, out) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["pre"] is None and "change.tif" not in report["outputs"]
+    assert not (out / "change.tif").exists()
+    assert report["provenance"]["change"] is None
+    fields = set(pyogrio.read_info(out / "landslides.gpkg")["fields"])
+    assert not fields & {"ndvi_pre", "ndvi_post", "rdndvi"}
+    assert report["blocks"]["computed"] == 0  # the predictions did not change

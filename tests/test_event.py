@@ -107,6 +107,15 @@ def test_a_failing_scene_is_reported_and_a_rerun_redoes_only_it(granules, small_
     status = {s["name"]: s["status"] for s in
               json.loads((out / "report.json").read_text())["scenes"]}
     assert status == {"A": "unchanged", "C": "mapped"}
+    # a setting that changes the maps (the halo of context): no scene is "unchanged" any more
+    assert main([str(listing), *args, "--halo", "16"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert {s["name"]: s["status"] for s in report["scenes"]} == {"A": "mapped", "C": "mapped"}
+    with rasterio.open(out / "A" / "mask.tif") as src:
+        scene_a = json.loads((out / "A" / "report.json").read_text())
+        assert src.tags()["LANDSLIDE_PROVENANCE"] == scene_a["provenance"]["products"]["digest"]
+    inventory = pyogrio.read_info(out / "inventory.gpkg")["layer_metadata"]
+    assert inventory["provenance"] == report["provenance"]["event"]["digest"]
 
 
 def test_inputs_expand_from_folders_of_products_and_lists(tmp_path):
