@@ -8,18 +8,20 @@ and the preview assembled from the blocks' pixels.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from common.provenance import Identity
 from mapping.graph import GraphResult
+from tiler.change import NO_EVIDENCE
 from tiler.grid import Grid
 from tiler.polygons import (
     Landslides,
     centroids_lonlat,
-    mean_rdndvi,
     merge_block_polygons,
+    vegetation_loss_filter,
     write_polygons,
     write_rasters,
 )
@@ -36,12 +38,20 @@ def landslides(store: Path, predictions: Path, grid: Grid, graph: GraphResult, w
     (not yet COGs) in work (and the rdNDVI raster when ``with_change``: this run's pre-event
     change layers are in the prediction store).
     ``identity``: ``scene``, ``sensing_date``, ``model_id``, repeated on every polygon.
-    ``require_vegetation_loss`` X: polygons whose mean rdNDVI is above -X are dropped before the
-    mask is burnt (those without any pre-event pixel are kept: no evidence either way)."""
+    ``require_vegetation_loss`` X: only polygons that lost vegetation (vegetated before, mean
+    rdNDVI at most -X) are kept, and those without any usable pre-event pixel (no evidence
+    either way; ``change_evidence`` says which), before the mask is burnt
+    (``tiler.change.vegetation_evidence``)."""
     polygons = merge_block_polygons(graph.polygons, grid, min_area_m2)
-    if require_vegetation_loss is not None and polygons:
-        keep = ~(mean_rdndvi(store, predictions, grid, polygons) > -require_vegetation_loss)
-        polygons = [p for p, k in zip(polygons, keep, strict=True) if k]
+    evidence, kept_without = None, None
+    if require_vegetation_loss is not None:
+        polygons, evidence = vegetation_loss_filter(store, predictions, grid, polygons,
+                                                    require_vegetation_loss)
+        kept_without = int(np.sum(evidence == NO_EVIDENCE))
+        if kept_without:
+            print(f"{identity.get('scene')}: {kept_without} landslides kept by "
+                  f"--require-vegetation-loss without any usable pre-event pixel "
+                  f"(change_evidence 'none')", file=sys.stderr)
     stats = write_rasters(store, predictions, grid, polygons, work / "probability.raw.tif",
                           work / "mask.raw.tif",
                           work / "change.raw.tif" if with_change else None)
@@ -52,10 +62,12 @@ def landslides(store: Path, predictions: Path, grid: Grid, graph: GraphResult, w
         **{k: v for k, v in stats.items() if k != "mean_prob"},
         "lon": lon, "lat": lat,
         **{k: [v or ""] * n for k, v in identity.items()},
+        **({"change_evidence": evidence.tolist()} if evidence is not None else {}),
     }
     return Landslides(polygons=polygons,
                       areas_m2=np.array([p.area for p in polygons], dtype=np.float64),
-                      mean_probability=stats["mean_prob"], attributes=attributes)
+                      mean_probability=stats["mean_prob"], attributes=attributes,
+                      kept_without_pre_event=kept_without)
 
 
 def write_outputs(predictions: Path, grid: Grid, graph: GraphResult, work: Path,

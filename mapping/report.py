@@ -40,6 +40,7 @@ def report(request: MapRequest, out: Path, store: Path, bundle: Bundle, job: Blo
         "harmonized": request.harmonize,
         "pre": request.pre,
         "require_vegetation_loss": request.require_vegetation_loss,
+        "kept_without_pre_event": found.kept_without_pre_event,
         "harmonization": ({"scale": list(job.scale), "offset": list(job.offset)}
                           if job.scale is not None else None),
         "convention": attrs["convention"],

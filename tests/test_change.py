@@ -1,7 +1,8 @@
 """Pre-event change evidence end to end, on a synthetic event (jobs.synth event): the SCL's
 clouds are nodata, change.tif holds HazMapper's rdNDVI (new landslides lose vegetation, old scars
 do not), every polygon carries its NDVI before and after, and --require-vegetation-loss drops
-the ones that were already bare."""
+the ones that were already bare, or whose rdNDVI is undefined, keeping (and marking) only those
+without any usable pre-event pixel; NDVI is computed only from reflectance."""
 
 import json
 from pathlib import Path
@@ -16,7 +17,17 @@ import shapely
 from jobs.infer import main
 from simulator.event import read_event, write_event
 from simulator.sky import SCL_UNUSABLE
-from tiler.change import ndvi, rdndvi
+from tiler.bands import CONVENTION, L4S_RELEASE_CONVENTION
+from tiler.change import (
+    LOSS,
+    NO_EVIDENCE,
+    VEGETATED_NDVI,
+    check_ndvi_convention,
+    ndvi,
+    rdndvi,
+    vegetation_evidence,
+)
+from tiler.errors import InputError
 
 SIZE, OVERLAP = 512, 128
 
@@ -39,8 +50,10 @@ def infer(event: dict, model: Path, cluster: Path, out: Path, *extra: str) -> in
 def maps(event, small_model, one_worker_cluster, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("maps")
     pre_folder = str(Path(event["granules"]["A"]["pre"]["product"]).parent)
+    post = event["granules"]["A"]["post"]["product"]
     runs = {"post": [], "pre": ["--pre", pre_folder],
-            "filtered": ["--pre", pre_folder, "--require-vegetation-loss", "0.1"]}
+            "filtered": ["--pre", pre_folder, "--require-vegetation-loss", "0.1"],
+            "same": ["--pre", post, "--require-vegetation-loss", "0.05"]}
     for name, extra in runs.items():
         assert infer(event, small_model, one_worker_cluster, root / name, *extra) == 0
     return {name: root / name for name in runs}
@@ -96,8 +109,25 @@ def test_polygons_carry_ndvi_before_and_after(maps):
 
 def test_vegetation_loss_keeps_only_landslides_that_stripped_vegetation(maps):
     meta, _, _, columns = pyogrio.raw.read(maps["filtered"] / "landslides.gpkg")
-    rd = dict(zip(meta["fields"], columns, strict=True))["rdndvi"]
-    assert np.all(np.isnan(rd) | (rd <= -0.1))
+    col = dict(zip(meta["fields"], columns, strict=True))
+    loss = col["change_evidence"] == LOSS
+    none = col["change_evidence"] == NO_EVIDENCE
+    assert np.all(loss | none)
+    assert np.all(col["rdndvi"][loss] <= -0.1)
+    assert np.all(col["ndvi_pre"][loss] >= VEGETATED_NDVI)
+    # kept without evidence: no pre-event pixel under it at all
+    assert np.all(np.isnan(col["ndvi_pre"][none]) & np.isnan(col["ndvi_post"][none]))
+    # the same polygons as the unfiltered run's that meet the rule, no others
+    meta, _, _, columns = pyogrio.raw.read(maps["pre"] / "landslides.gpkg")
+    every = dict(zip(meta["fields"], columns, strict=True))
+    with np.errstate(invalid="ignore"):
+        meets = (every["ndvi_pre"] >= VEGETATED_NDVI) & (every["rdndvi"] <= -0.1)
+    unseen = np.isnan(every["ndvi_pre"]) & np.isnan(every["ndvi_post"])
+    assert (loss.sum(), none.sum()) == (meets.sum(), unseen.sum())
+    report = json.loads((maps["filtered"] / "report.json").read_text())
+    assert report["kept_without_pre_event"] == int(none.sum())
+    assert pyogrio.read_info(maps["filtered"] / "landslides.gpkg")["layer_metadata"][
+        "require_vegetation_loss"] == "0.1"
     before, after = read(maps["pre"] / "mask.tif"), read(maps["filtered"] / "mask.tif")
     assert np.all(before[after == 1] == 1)  # only removals
     assert (after == 1).sum() < (before == 1).sum()
@@ -130,3 +160,35 @@ def test_a_rerun_without_pre_publishes_no_change_of_the_earlier_pre(event, maps,
     fields = set(pyogrio.read_info(out / "landslides.gpkg")["fields"])
     assert not fields & {"ndvi_pre", "ndvi_post", "rdndvi"}
     assert report["blocks"]["computed"] == 0  # the predictions did not change
+
+
+def test_pre_event_equal_to_post_event_drops_every_landslide(maps):
+    """The same scene on both dates lost no vegetation: rdNDVI is 0 where it is defined, and
+    undefined (NaN) where NDVI_post + NDVI_pre + 1 <= 0, which is no evidence of loss either."""
+    before = pyogrio.raw.read(maps["pre"] / "landslides.gpkg")[2]
+    assert len(before) > 0  # there was something to drop
+    meta, _, wkb, _ = pyogrio.raw.read(maps["same"] / "landslides.gpkg")
+    assert len(wkb) == 0 and "change_evidence" in meta["fields"]
+    assert not (read(maps["same"] / "mask.tif") == 1).any()
+    report = json.loads((maps["same"] / "report.json").read_text())
+    assert report["landslides"] == 0 and report["kept_without_pre_event"] == 0
+
+
+def test_only_polygons_without_any_usable_pre_event_pixel_are_kept_unseen():
+    usable = np.array([40, 40, 40, 40, 40, 0, 0])
+    ndvi_pre = np.array([0.7, 0.7, 0.1, np.nan, 0.7, np.nan, np.nan])
+    rd = np.array([-0.4, -0.01, -0.4, -0.4, np.nan, np.nan, -0.4])
+    evidence = vegetation_evidence(usable, ndvi_pre, rd, 0.05)
+    # lost vegetation; too little loss; bare before; pre-event NDVI undefined; rdNDVI
+    # undefined; no usable pre-event pixel (twice)
+    assert evidence.tolist() == [LOSS, "", "", "", "", NO_EVIDENCE, NO_EVIDENCE]
+    assert vegetation_evidence(usable[:1], ndvi_pre[:1], np.array([-0.05]), 0.05)[0] == LOSS
+
+
+def test_ndvi_needs_reflectance():
+    check_ndvi_convention(CONVENTION, "scene.tif")
+    with pytest.raises(InputError) as caught:
+        check_ndvi_convention(L4S_RELEASE_CONVENTION, "release.tif")
+    message = str(caught.value)
+    assert message.startswith("release.tif: ") and "\n" not in message
+    assert L4S_RELEASE_CONVENTION in message and "--pre" in message

@@ -25,7 +25,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 from shapely.geometry import Polygon, shape
 
-from tiler.change import LAYERS
+from tiler.change import LAYERS, vegetation_evidence
 from tiler.grid import Grid
 from tiler.groups import connected_groups
 from tiler.predictions import CHANGE, PROBABILITY, open_predictions
@@ -41,6 +41,9 @@ class Landslides:
     mean_probability: np.ndarray
     attributes: dict[str, np.ndarray | list] = field(default_factory=dict)
     """More columns of the polygon layer, one value per polygon, in order (see ATTRIBUTES)."""
+    kept_without_pre_event: int | None = None
+    """With --require-vegetation-loss: the landslides kept without any usable pre-event pixel
+    (``change_evidence`` "none"); None without the filter."""
 
     @property
     def total_area_m2(self) -> float:
@@ -266,20 +269,39 @@ def write_rasters(store: str | Path, predictions: str | Path, grid: Grid,
     return result
 
 
-def mean_rdndvi(store: str | Path, predictions: str | Path, grid: Grid,
-                polygons: list[Polygon]) -> np.ndarray:
-    """Each polygon's mean rdNDVI over its pixels with pre- and post-event data (NaN: none),
-    from the store's ``change`` array."""
+def change_means(store: str | Path, predictions: str | Path, grid: Grid,
+                 polygons: list[Polygon]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per polygon, from the store's ``change`` array over its valid pixels: the number of
+    pixels usable on both dates (a defined NDVI on either date), and the mean NDVI_pre and
+    rdNDVI over the pixels where each is defined (NaN: none)."""
     change, valid = open_predictions(predictions)[CHANGE], open_group(store)[VALID]
-    stats = ZoneStats(len(polygons))
-    k = LAYERS.index("rdndvi")
+    n = len(polygons)
+    usable, pre, rd = ZoneStats(n), ZoneStats(n), ZoneStats(n)
+    k_pre, k_post, k_rd = (LAYERS.index(name) for name in ("ndvi_pre", "ndvi_post", "rdndvi"))
     for window, labels in label_strips(polygons, Affine(*grid.transform), grid.height,
                                        grid.width, grid.block):
         if labels.any():
             y0, y1 = window.row_off, window.row_off + window.height
             inside = np.where(valid[y0:y1, : grid.width] == 1, labels, 0)
-            stats.add(inside, change[k, y0:y1, : grid.width])
-    return stats.mean()
+            layers = change[:, y0:y1, : grid.width]
+            seen = np.isfinite(layers[k_pre]) | np.isfinite(layers[k_post])
+            usable.add(np.where(seen, inside, 0), np.ones(seen.shape))
+            pre.add(inside, layers[k_pre])
+            rd.add(inside, layers[k_rd])
+    return usable.count[1:], pre.mean(), rd.mean()
+
+
+def vegetation_loss_filter(store: str | Path, predictions: str | Path, grid: Grid,
+                           polygons: list[Polygon], require_loss: float
+                           ) -> tuple[list[Polygon], np.ndarray]:
+    """The polygons --require-vegetation-loss ``require_loss`` keeps, and each one's
+    ``change_evidence`` (``tiler.change.vegetation_evidence``: LOSS or NO_EVIDENCE)."""
+    if not polygons:
+        return [], np.zeros(0, dtype="<U4")
+    evidence = vegetation_evidence(*change_means(store, predictions, grid, polygons),
+                                   require_loss)
+    keep = evidence != ""
+    return [p for p, k in zip(polygons, keep, strict=True) if k], evidence[keep]
 
 
 def write_polygons(path: Path, landslides: Landslides, crs_wkt: str, *,
