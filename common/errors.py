@@ -10,3 +10,12 @@ that escapes is a bug, and keeps its traceback.
 
 class LandslideError(Exception):
     """Base class of every error the jobs report as a one-line message (exit status 2)."""
+
+
+class ForeignFileError(LandslideError):
+    """A job asked to write over a file, or into a folder, that it did not make: it refuses and
+    touches nothing (``common.owned``). The message names the file or folder."""
+
+
+class PathLoopError(LandslideError):
+    """A path that is a loop of symbolic links (``common.paths``). The message names it."""

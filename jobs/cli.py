@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from common.errors import LandslideError
+from common.paths import is_loop, loop_message
 from tiler.bands import CONVENTIONS
 from tiler.masks import SCL_EXCLUDED, parse_values
 
@@ -93,7 +94,8 @@ def mask_values(text: str) -> tuple[float, ...]:
 def add_scene_options(p: argparse.ArgumentParser) -> None:
     """The options of every job that reads a scene: the DEM, the radiometric conversion and
     the unusable-pixel mask (``args.mask``, ``args.mask_values``)."""
-    p.add_argument("--dem", help="DEM raster (any CRS) for band-folder and SAFE input")
+    p.add_argument("--dem", type=path_arg,
+                   help="DEM raster (any CRS) for band-folder and SAFE input")
     p.add_argument("--offset", type=finite, default=None,
                    help="add to the spectral bands before dividing by --quantification, for "
                         "band files and stacks of any type (e.g. -1000: L2A baseline >= 04.00)")
@@ -103,7 +105,7 @@ def add_scene_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--convention", choices=CONVENTIONS, default=None,
                    help="what a stacked GeoTIFF holds (default: its LANDSLIDE_CONVENTION tag, "
                         f"else {CONVENTIONS[0]}); {CONVENTIONS[1]} is stored as it is")
-    p.add_argument("--mask", default=None, metavar="FILE",
+    p.add_argument("--mask", type=path_arg, default=None, metavar="FILE",
                    help="one-band raster (any CRS, covering the scene) marking unusable "
                         "pixels, e.g. an SCL: pixels with one of --mask-values become nodata "
                         "(default: an L2A product's own SCL; L1C products are not masked)")
@@ -113,15 +115,40 @@ def add_scene_options(p: argparse.ArgumentParser) -> None:
                         "shadow, cloud medium/high probability, thin cirrus, snow)")
 
 
-def bounded_int(low: int, high: int):
-    """argparse type: a whole number from low to high."""
+def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
+    """argparse type: a whole number from low to high (no upper bound when high is None)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
+        if high is None and value < low:
+            raise argparse.ArgumentTypeError(f"{text} is less than {low}")
+        if high is not None and not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{text} is not between {low} and {high}")
         return value
 
     return parse
+
+
+count = bounded_int(1)
+"""argparse type: a whole number >= 1 (epochs, batch size, patches, pixels, threads)."""
+seed = bounded_int(0, 2**32 - 1)
+"""argparse type: a random seed, 0 to 2**32 - 1 (what numpy's generators take)."""
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number from 0 (included) to 1 (excluded): a share, a dropout rate."""
+    value = _number(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not from 0 to 1 (1 excluded)")
+    return value
+
+
+def path_arg(text: str) -> str:
+    """argparse type of a path the job reads (INPUT, --dem, --mask, --pre, --model): a loop of
+    symbolic links is refused here, in one line, before any work (it would otherwise surface
+    as a traceback from the first ``Path.resolve``)."""
+    if is_loop(text):
+        raise argparse.ArgumentTypeError(loop_message(text, "the path"))
+    return text

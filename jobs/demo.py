@@ -17,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from jobs.cli import Parser
+from common import owned
+from jobs.cli import Parser, count
+from jobs.cli import seed as seed_number
 from tiler.compare import confusion_counts
 from unet.metrics import scores
 
@@ -31,12 +33,12 @@ def _job(*args: str) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = Parser(prog="python -m jobs.demo", description=__doc__.splitlines()[0])
     p.add_argument("--workdir", default="demo-run", help="where everything is written")
-    p.add_argument("--n-train", type=int, default=600)
-    p.add_argument("--n-valid", type=int, default=150)
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--height", type=int, default=1500)
-    p.add_argument("--width", type=int, default=1300)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-train", type=count, default=600)
+    p.add_argument("--n-valid", type=count, default=150)
+    p.add_argument("--epochs", type=count, default=4)
+    p.add_argument("--height", type=count, default=1500)
+    p.add_argument("--width", type=count, default=1300)
+    p.add_argument("--seed", type=seed_number, default=0)
     return p.parse_args(argv)
 
 
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
          "--figure")
     result = _score(out / "mask.tif", scene / "truth.tif")
     result["event"] = _event(work, model, args.seed)
-    (work / "demo.json").write_text(json.dumps(result, indent=2))
+    owned.write_text(work / "demo.json", json.dumps(result, indent=2), "jobs.demo")
     print(f"\nDemo done in {time.perf_counter() - t0:.0f} s. Mask against truth.tif: "
           f"F1 {result['f1']:.3f}, IoU {result['iou']:.3f}, precision {result['precision']:.3f}, "
           f"recall {result['recall']:.3f}")

@@ -4,43 +4,48 @@ The dataset must be of the bundle's radiometric convention and bands (dataset.js
 Landslide4Sense release without one), and every patch of the split is checked (shape, bands,
 finite values, 0/1 masks) before the model is loaded. ``--figure FILE.png`` also draws the
 split's precision-recall curve and its worst, median and best patches (unet/figures.py).
+``--json`` and ``--figure`` never replace a file the job did not write (``common.owned``): a
+dataset's ``dataset.json`` given as ``--json`` is refused, not overwritten.
 """
 
 from __future__ import annotations
 
-import argparse
+import json
 import os
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+from common import owned  # noqa: E402
 from common.errors import LandslideError  # noqa: E402
-from jobs.cli import report_error  # noqa: E402
+from jobs.cli import Parser, count, path_arg, probability, report_error  # noqa: E402
 from jobs.train import run_main  # noqa: E402  (no TensorFlow import)
 from unet.errors import UnetError  # noqa: E402
 from unet.quiet import import_tensorflow  # noqa: E402
 
+PROG = "jobs.evaluate"
+
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jobs.evaluate",
-                                description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--model", required=True, type=Path, help="MODEL_DIR with the bundle")
+    p = Parser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, type=path_arg)
+    p.add_argument("--model", required=True, type=path_arg, help="MODEL_DIR with the bundle")
     p.add_argument("--split", default="ValidData")
-    p.add_argument("--json", type=Path, default=None, help="also write the scores here")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="decision threshold (default: the bundle's)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--json", type=Path, default=None,
+                   help="also write the scores here (never over a file the job did not write)")
+    p.add_argument("--threshold", type=probability, default=None,
+                   help="decision threshold, between 0 and 1 (default: the bundle's)")
+    p.add_argument("--batch-size", type=count, default=16)
     p.add_argument("--figure", type=Path, default=None,
                    help="also draw the precision-recall curve and the worst, median and best "
                         "patches into this PNG")
     args = p.parse_args(argv)
+    args.data, args.model = Path(args.data), Path(args.model)
     try:
-        if args.figure is not None:
-            check_figure_path(args.figure)  # before TensorFlow loads
+        check_outputs(args.json, args.figure)  # before TensorFlow loads
         import_tensorflow()
-        from unet.bundle import load_bundle, read_bundle, write_json_atomic
+        from unet.bundle import load_bundle, read_bundle
         from unet.dataset import check_samples, list_split, read_info
         from unet.evaluation import check_dataset_matches, score_split, write_evaluation_figure
 
@@ -57,13 +62,25 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['precision']:>9.4f} {result['recall']:>9.4f} {result['f1']:>9.4f} "
               f"{result['iou']:>9.4f}")
         if args.json:
-            write_json_atomic(args.json, result)
+            owned.write_text(args.json, json.dumps(result, indent=2) + "\n", PROG)
         if args.figure is not None:
-            write_evaluation_figure(args.figure, model, bundle, samples, split, args.split)
+            with owned.output_file(args.figure, PROG) as tmp:
+                write_evaluation_figure(tmp, model, bundle, samples, split, args.split)
             print(f"figure: {args.figure}")
     except LandslideError as exc:
-        return report_error("jobs.evaluate", exc)
+        return report_error(PROG, exc)
     return 0
+
+
+def check_outputs(json_path: Path | None, figure: Path | None) -> None:
+    """Refuse --json and --figure paths that cannot be written or are not the job's own."""
+    if json_path is not None:
+        owned.check_replaceable(json_path, PROG)
+    if figure is not None:
+        check_figure_path(figure)
+        owned.check_replaceable(figure, PROG)
+    if json_path is not None and figure is not None and json_path.resolve() == figure.resolve():
+        raise UnetError(f"{figure}: --json and --figure name the same file")
 
 
 def check_figure_path(path: Path) -> None:

@@ -2,7 +2,9 @@
 whole synthetic scenes, an event (two overlapping granules, before and after), and the
 NDVI-and-slope threshold baseline on a patch set.
 
-Bad arguments and unusable paths end with one line on stderr and exit status 2.
+Bad arguments and unusable paths end with one line on stderr and exit status 2. OUT must be
+new, empty or written by jobs.synth before, and only its own earlier outputs are replaced
+(``common.owned``): a folder of the user's is refused and left untouched.
 """
 
 import argparse
@@ -10,28 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from jobs.cli import Parser
-from simulator.errors import SimulatorError
-
-
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
-def _seed(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= v < 2**32:
-        raise argparse.ArgumentTypeError(f"must be in [0, 2**32), got {v}")
-    return v
+from common.errors import LandslideError
+from jobs.cli import Parser, count, seed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,14 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     pp = sub.add_parser("patches", help="Landslide4Sense-layout patch set (TrainData, ValidData)")
     pp.add_argument("out", type=Path, help="output folder")
-    pp.add_argument("--n-train", type=_positive, default=DEFAULT_N_TRAIN)
-    pp.add_argument("--n-valid", type=_positive, default=DEFAULT_N_VALID)
-    pp.add_argument("--seed", type=_seed, default=0)
+    pp.add_argument("--n-train", type=count, default=DEFAULT_N_TRAIN)
+    pp.add_argument("--n-valid", type=count, default=DEFAULT_N_VALID)
+    pp.add_argument("--seed", type=seed, default=0)
     sp = sub.add_parser("scene", help="scene.tif + truth.tif, and as band files, DEM and SAFE")
     sp.add_argument("out", type=Path, help="output folder")
-    sp.add_argument("--height", type=_positive, default=DEFAULT_HEIGHT)
-    sp.add_argument("--width", type=_positive, default=DEFAULT_WIDTH)
-    sp.add_argument("--seed", type=_seed, default=0)
+    sp.add_argument("--height", type=count, default=DEFAULT_HEIGHT)
+    sp.add_argument("--width", type=count, default=DEFAULT_WIDTH)
+    sp.add_argument("--seed", type=seed, default=0)
     sp.add_argument("--convention", choices=CONVENTIONS, default=CONVENTION,
                     help="units of scene.tif, written in its LANDSLIDE_CONVENTION tag "
                          "(default %(default)s); l4s-release divides each band by "
@@ -62,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stack-only", action="store_true",
                     help="write only scene.tif and truth.tif, not bands/, dem.tif and the .SAFE")
     for q in (pp, sp):
-        q.add_argument("--workers", type=_positive, default=None,
+        q.add_argument("--workers", type=count, default=None,
                        help="simulation threads (default: CPUs, at most 4)")
         q.add_argument("--world", choices=WORLDS, default=DEFAULT_WORLD,
                        help="which simulated world (default %(default)s); monsoon is "
@@ -71,12 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     ep = sub.add_parser("event", help="two overlapping L2A granules of one event (with SCL), "
                                       "their pre-event products, a DEM, truths, event.json")
     ep.add_argument("out", type=Path, help="output folder")
-    ep.add_argument("--height", type=_positive, default=1024, help="granule rows (10 m)")
-    ep.add_argument("--width", type=_positive, default=1024, help="granule columns (10 m)")
-    ep.add_argument("--overlap", type=_positive, default=256,
+    ep.add_argument("--height", type=count, default=1024, help="granule rows (10 m)")
+    ep.add_argument("--width", type=count, default=1024, help="granule columns (10 m)")
+    ep.add_argument("--overlap", type=count, default=256,
                     help="columns shared by granules A and B (width - overlap must be a "
                          "multiple of 6: the 60 m grids of the two granules coincide)")
-    ep.add_argument("--seed", type=_seed, default=0)
+    ep.add_argument("--seed", type=seed, default=0)
     bp = sub.add_parser("baseline", help="fit NDVI/slope thresholds on TrainData, score ValidData")
     bp.add_argument("out", type=Path, help="a patch set written by `patches`")
     return p
@@ -85,6 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _out_dir(parser: argparse.ArgumentParser, out: Path) -> None:
     if out.exists() and not out.is_dir():
         parser.error(f"{out} exists and is not a directory")
+
+
+def _check_products(out: Path) -> None:
+    """Refuse a file of the user's where the products go, before the scene is written."""
+    from common import owned
+    from simulator import JOB
+    from simulator.products import product_outputs
+
+    if out.is_dir():
+        owned.claim_folder(out, JOB)
+        for name, kind in product_outputs():
+            owned.check_replaceable(out / name, JOB, kind)
 
 
 def _write_products(scene: Path, out: Path) -> None:
@@ -117,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             from simulator.scene import write_scene
 
             _out_dir(parser, args.out)
+            if not args.stack_only:
+                _check_products(args.out)
             t = time.perf_counter()
             info = write_scene(args.out, args.height, args.width, args.seed, args.workers,
                                world=args.world,
@@ -145,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"thresholds: NDVI < {a:.2f} and slope >= {b:.1f} deg (fitted on TrainData)")
             print(f"ValidData: precision {s.precision:.3f} recall {s.recall:.3f} "
                   f"F1 {s.f1:.3f} IoU {s.iou:.3f}")
-    except (SimulatorError, OSError) as e:
+    except (LandslideError, OSError) as e:
         parser.error(str(e))
     return 0
 

@@ -20,9 +20,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from common.errors import LandslideError  # noqa: E402  (no TensorFlow import yet)
-from jobs.cli import report_error  # noqa: E402
+from jobs.cli import (  # noqa: E402
+    Parser,
+    count,
+    fraction,
+    non_negative,
+    path_arg,
+    positive,
+    report_error,
+    seed,
+)
 from unet.config import PRECISIONS, default  # noqa: E402
 from unet.errors import UnetError  # noqa: E402
+from unet.model_dir import JOB, check_model_dir  # noqa: E402  (no TensorFlow import)
 from unet.quiet import import_tensorflow  # noqa: E402
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -31,35 +41,38 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line; every default is `unet.config.TrainConfig`'s."""
     d, shown = default, "default %(default)s"
-    p = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, type=Path, help="Landslide4Sense-layout folder")
-    p.add_argument("--out", required=True, type=Path, help="MODEL_DIR (bundle, checkpoints, logs)")
+    p = Parser(prog=f"python -m {JOB}", description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, type=path_arg, help="Landslide4Sense-layout folder")
+    p.add_argument("--out", required=True, type=Path,
+                   help="MODEL_DIR (bundle, checkpoints, logs): new, empty, or an earlier "
+                        "MODEL_DIR of jobs.train; a folder of other files is refused")
     p.add_argument("--strategy", choices=STRATEGIES, default="default")
-    p.add_argument("--epochs", type=int, default=d("epochs"), help=shown)
-    p.add_argument("--batch-size", type=int, default=d("batch_size"),
+    p.add_argument("--epochs", type=count, default=d("epochs"), help=shown)
+    p.add_argument("--batch-size", type=count, default=d("batch_size"),
                    help="GLOBAL batch size (default %(default)s)")
-    p.add_argument("--replicas", type=int, default=None,
+    p.add_argument("--replicas", type=count, default=None,
                    help="mirrored: number of devices (default: all GPUs, or 2 CPU replicas)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    p.add_argument("--val-fraction", type=float, default=d("val_fraction"),
+    p.add_argument("--val-fraction", type=fraction, default=d("val_fraction"),
                    help="share of TrainData held out when ValidData has no masks "
                         "(default %(default)s)")
     p.add_argument("--normalization", choices=("train", "official"), default=d("normalization"))
-    p.add_argument("--base-width", type=int, default=d("base_width"),
+    p.add_argument("--base-width", type=count, default=d("base_width"),
                    help="filters of the first level, doubled at each level (default %(default)s)")
-    p.add_argument("--depth", type=int, default=d("depth"), help=shown)
-    p.add_argument("--dropout", type=float, default=d("dropout"), help=shown)
+    p.add_argument("--depth", type=count, default=d("depth"), help=shown)
+    p.add_argument("--dropout", type=fraction, default=d("dropout"), help=shown)
     p.add_argument("--no-batch-norm", action="store_true")
-    p.add_argument("--lr", type=float, default=d("lr"), help=shown)
-    p.add_argument("--pos-weight", type=float, default=d("pos_weight"),
+    p.add_argument("--lr", type=positive, default=d("lr"), help=shown)
+    p.add_argument("--pos-weight", type=positive, default=d("pos_weight"),
                    help="weight of landslide pixels in the cross-entropy (default %(default)s)")
-    p.add_argument("--bce-weight", type=float, default=d("bce_weight"), help=shown)
-    p.add_argument("--jaccard-weight", type=float, default=d("jaccard_weight"), help=shown)
-    p.add_argument("--seed", type=int, default=d("seed"))
+    p.add_argument("--bce-weight", type=non_negative, default=d("bce_weight"), help=shown)
+    p.add_argument("--jaccard-weight", type=non_negative, default=d("jaccard_weight"),
+                   help=shown)
+    p.add_argument("--seed", type=seed, default=d("seed"))
     p.add_argument("--precision", choices=PRECISIONS, default=d("precision"))
     p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--steps-per-epoch", type=int, default=None, help="cap (benchmarks)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--steps-per-epoch", type=count, default=None, help="cap (benchmarks)")
+    p.add_argument("--threads", type=count, default=None,
                    help="TensorFlow intra-op threads (inter-op: 2); default: TensorFlow's")
     p.add_argument("--worker-dir", type=Path, default=None,
                    help="where this process writes final.weights.h5 (default: a deleted tempdir)")
@@ -142,7 +155,9 @@ def gain_note(name: str, cpu_replicas: int = 0, environ=os.environ) -> str | Non
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.data = Path(args.data)
     try:
+        check_model_dir(args.out)  # before TensorFlow loads
         if args.strategy == "multiworker":
             check_tf_config()  # before TensorFlow loads: a clear error, not a hang
         tf = import_tensorflow()
@@ -172,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         result = train(config, strategy)
     except LandslideError as exc:
-        return report_error("jobs.train", exc)
+        return report_error(JOB, exc)
     if not args.quiet:
         m = result.metrics
         print(f"best epoch {result.best_epoch}: F1 {m.get('f1', 0):.4f} precision "

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +33,11 @@ import rasterio
 from affine import Affine
 from rasterio.warp import Resampling, reproject, transform_bounds
 
+from common import owned
+from simulator import JOB
 from simulator.acquisition import render
 from simulator.errors import SimulatorError
-from simulator.products import DEM_NODATA, DEM_RES_DEG, write_safe
+from simulator.products import DEM_NODATA, DEM_RES_DEG, safe_name, write_safe
 from simulator.relief import PIXEL, dem_window
 from simulator.scene import CRS, MAX_SIDE, TRUTH_NODATA, X0, Y0, scene_origin
 from simulator.sky import POST_SKY, PRE_SKY, SCL_UNUSABLE, to_10m
@@ -91,16 +92,15 @@ def _swath_edge(seed: int, height: int, width: int) -> np.ndarray:
 
 def _write_stack(path: Path, img: np.ndarray, transform: Affine) -> None:
     _, h, w = img.shape
-    tmp = path.with_name(f".{path.name}.partial")
-    with rasterio.open(tmp, "w", driver="GTiff", height=h, width=w, count=len(BANDS),
-                       dtype="float32", crs=CRS, transform=transform, nodata=float("nan"),
-                       tiled=True, blockxsize=256, blockysize=256, compress="zstd",
-                       zstd_level=1, predictor=3, interleave="band") as dst:
+    with owned.output_file(path, JOB) as tmp, \
+            rasterio.open(tmp, "w", driver="GTiff", height=h, width=w, count=len(BANDS),
+                          dtype="float32", crs=CRS, transform=transform, nodata=float("nan"),
+                          tiled=True, blockxsize=256, blockysize=256, compress="zstd",
+                          zstd_level=1, predictor=3, interleave="band") as dst:
         for i, name in enumerate(BANDS, start=1):
             dst.set_band_description(i, name)
         dst.update_tags(**{CONVENTION_TAG: CONVENTION}, simulator="simulator.event")
         dst.write(img)
-    os.replace(tmp, path)
 
 
 def _write_scl(safe: Path, scl: np.ndarray, transform: Affine) -> Path:
@@ -120,9 +120,10 @@ def _write_scl(safe: Path, scl: np.ndarray, transform: Affine) -> Path:
 
 
 def _write_truth(path: Path, truth: np.ndarray, transform: Affine) -> None:
-    with rasterio.open(path, "w", driver="GTiff", height=truth.shape[0], width=truth.shape[1],
-                       count=1, dtype="uint8", crs=CRS, transform=transform,
-                       nodata=TRUTH_NODATA, compress="deflate") as dst:
+    with owned.output_file(path, JOB) as tmp, \
+            rasterio.open(tmp, "w", driver="GTiff", height=truth.shape[0],
+                          width=truth.shape[1], count=1, dtype="uint8", crs=CRS,
+                          transform=transform, nodata=TRUTH_NODATA, compress="deflate") as dst:
         dst.set_band_description(1, "landslide")
         dst.write(truth, 1)
 
@@ -142,9 +143,10 @@ def _write_dem(path: Path, seed: int, row0: int, col0: int, height: int, width: 
     reproject(dem, out, src_transform=src_t, src_crs=CRS, src_nodata=np.nan, dst_transform=t,
               dst_crs="EPSG:4326", dst_nodata=np.nan, resampling=Resampling.bilinear)
     dn = np.where(np.isfinite(out), np.clip(np.round(out), -32767, 32767), DEM_NODATA)
-    with rasterio.open(path, "w", driver="GTiff", height=h, width=w, count=1, dtype="int16",
-                       crs="EPSG:4326", transform=t, nodata=DEM_NODATA,
-                       compress="deflate") as dst:
+    with owned.output_file(path, JOB) as tmp, \
+            rasterio.open(tmp, "w", driver="GTiff", height=h, width=w, count=1, dtype="int16",
+                          crs="EPSG:4326", transform=t, nodata=DEM_NODATA,
+                          compress="deflate") as dst:
         dst.write(dn.astype("int16"), 1)
 
 
@@ -159,8 +161,9 @@ def _granule(out: Path, seed: int, name: str, tile: str, row0: int, col0: int, c
                      nodata=nodata)
         stack = out / "stacks" / f"{when}_{name}.tif"
         _write_stack(stack, acq.image, transform)
-        safe = write_safe(stack, out, BASELINE, tile_id=tile, date=date)
-        scl = _write_scl(safe, acq.scl, transform)
+        safe = write_safe(stack, out, BASELINE, tile_id=tile, date=date,
+                          finish=lambda root, a=acq: _write_scl(root, a.scl, transform))
+        scl = next(safe.glob("GRANULE/*/IMG_DATA/R20m/*_SCL_20m.jp2"))
         record[when] = {"product": safe.name, "stack": str(stack.relative_to(out)),
                         "scl": str(scl.relative_to(out)), "sensing_date": _iso(date),
                         "landslide_pixels": int(acq.landslides.sum()),
@@ -172,6 +175,14 @@ def _granule(out: Path, seed: int, name: str, tile: str, row0: int, col0: int, c
             record["truth"] = f"truth_{name}.tif"
             record["truth_landslide_pixels"] = int((truth == 1).sum())
     return record
+
+
+def _outputs() -> list[tuple[str, str]]:
+    """(name, kind) of what ``write_event`` writes in OUT (``stacks/`` is a claimed folder)."""
+    return [*((safe_name(BASELINE, t, d), "dir") for d in (POST_DATE, PRE_DATE)
+              for _, t in GRANULES),
+            *((f"truth_{g}.tif", "file") for g, _ in GRANULES), ("dem.tif", "file"),
+            ("event.json", "file")]
 
 
 def write_event(out_dir: str | os.PathLike, *, seed: int = 0, height: int = DEFAULT_SIZE,
@@ -190,10 +201,11 @@ def write_event(out_dir: str | os.PathLike, *, seed: int = 0, height: int = DEFA
     shift = width - overlap
     r, c = scene_origin(seed, height, width + shift)
     row0, col0 = r - r % ALIGN, c - c % ALIGN
-    (out / "stacks").mkdir(parents=True, exist_ok=True)
-    for name in (f"S2B_MSIL2A_{d}_N{BASELINE.replace('.', '')}_R067_{t}_{d}.SAFE"
-                 for d in (POST_DATE, PRE_DATE) for _, t in GRANULES):
-        shutil.rmtree(out / name, ignore_errors=True)  # write_safe adds to a folder
+    owned.claim_folder(out, JOB)
+    for name, kind in _outputs():  # all refused before anything is written
+        owned.check_replaceable(out / name, JOB, kind)
+    owned.remove(out / "event.json", JOB)
+    owned.claim_folder(out / "stacks", JOB, "OUT/stacks")
     granules = {name: _granule(out, seed, name, tile, row0, col0, i * shift, height, width)
                 for i, (name, tile) in enumerate(GRANULES)}
     _write_dem(out / "dem.tif", seed, row0, col0, height, width + shift)
@@ -201,9 +213,7 @@ def write_event(out_dir: str | os.PathLike, *, seed: int = 0, height: int = DEFA
                 "crs": CRS, "event_date": EVENT_DATE, "dem": "dem.tif",
                 "sensing_dates": {"pre": _iso(PRE_DATE), "post": _iso(POST_DATE)},
                 "granules": granules}
-    tmp = out / ".event.json.partial"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, out / "event.json")
+    owned.write_text(out / "event.json", json.dumps(manifest, indent=2) + "\n", JOB)
     n = sum(g["truth_landslide_pixels"] for g in granules.values())
     return EventInfo(out / "event.json", f"granules A and B of {height} x {width} overlapping "
                                          f"by {overlap} columns, before and after; {n} "

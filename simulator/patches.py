@@ -9,15 +9,16 @@ from zones a million pixels apart, so they never overlap; scenes use a third zon
 
 import json
 import os
-import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from common import owned
+from simulator import JOB
 from simulator.errors import SimulatorError
 from simulator.worlds import DEFAULT_WORLD, check_world, mountains_of, window_of
 from tiler.bands import BANDS, CONVENTION, TILE
@@ -82,15 +83,26 @@ def _jobs(seed: int, split: str, split_dir: str, n: int,
     return jobs
 
 
+def _simulate(jobs: list[tuple[int, int, int, str, int, int, str]], workers: int) -> None:
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(_write_region, jobs))
+    else:
+        for job in jobs:
+            _write_region(job)
+
+
 def write_patches(out_dir: str | os.PathLike, n_train: int = DEFAULT_N_TRAIN,
                   n_valid: int = DEFAULT_N_VALID, seed: int = 0,
                   workers: int | None = None, world: str = DEFAULT_WORLD) -> PatchSet:
     """Write ``OUT/{TrainData,ValidData}/{img,mask}/`` and ``OUT/dataset.json``.
 
-    Each split is built in a temporary folder inside OUT and renamed into place (replacing an
+    OUT must be new, empty, or a patch set written here before (``common.owned``: a folder of
+    the user's, such as a real Landslide4Sense release, is refused and left untouched). Each
+    split is built in a temporary folder inside OUT and renamed into place (replacing the
     earlier split), and ``dataset.json`` is written last, so an interrupted run never leaves a
-    set that looks complete. ``workers`` threads simulate regions in parallel (default: the CPUs
-    available, at most 4; numpy releases the GIL in its array loops). ``world``: one of
+    set that looks complete. ``workers`` threads simulate regions in parallel (default: the
+    CPUs available, at most 4; numpy releases the GIL in its array loops). ``world``: one of
     ``simulator.worlds.WORLDS`` (recorded in dataset.json when it is not the default).
     """
     check_world(world)
@@ -101,37 +113,23 @@ def write_patches(out_dir: str | os.PathLike, n_train: int = DEFAULT_N_TRAIN,
     root = Path(out_dir)
     if root.exists() and not root.is_dir():
         raise SimulatorError(f"{root} exists and is not a directory")
-    root.mkdir(parents=True, exist_ok=True)
+    owned.claim_folder(root, JOB)
+    for name in ("TrainData", "ValidData"):
+        owned.check_replaceable(root / name, JOB, "dir")
+    owned.remove(root / "dataset.json", JOB)
     if workers is None:
         workers = min(4, len(os.sched_getaffinity(0)))
-    staged: dict[str, str] = {}
-    jobs = []
-    for split, n in (("TrainData", n_train), ("ValidData", n_valid)):
-        tmp = tempfile.mkdtemp(prefix=f".{split}.", dir=root)
-        os.makedirs(os.path.join(tmp, "img"))
-        os.makedirs(os.path.join(tmp, "mask"))
-        staged[split] = tmp
-        jobs += _jobs(seed, split, tmp, n, world)
-    try:
-        if workers > 1:
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(_write_region, jobs))
-        else:
-            for job in jobs:
-                _write_region(job)
-        for split, tmp in staged.items():
-            final = root / split
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-    finally:
-        for tmp in staged.values():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with ExitStack() as stack:
+        jobs = []
+        for split, n in (("TrainData", n_train), ("ValidData", n_valid)):
+            tmp = stack.enter_context(owned.output_folder(root / split, JOB))
+            os.makedirs(tmp / "img")
+            os.makedirs(tmp / "mask")
+            jobs += _jobs(seed, split, str(tmp), n, world)
+        _simulate(jobs, workers)
     meta = {"convention": CONVENTION, "bands": list(BANDS), "seed": seed, "n_train": n_train,
             "n_valid": n_valid}
     if world != DEFAULT_WORLD:
         meta["world"] = world
-    tmp_json = root / ".dataset.json.tmp"
-    tmp_json.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp_json, root / "dataset.json")
+    owned.write_text(root / "dataset.json", json.dumps(meta, indent=2) + "\n", JOB)
     return PatchSet(root, n_train, n_valid, seed)

@@ -11,6 +11,7 @@ They let the tiler's readers be tested end to end on the formats real data come 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ from rasterio.enums import Resampling
 from rasterio.fill import fillnodata
 from rasterio.warp import reproject, transform_bounds
 
+from common import owned
+from simulator import JOB
 from simulator.errors import SimulatorError
 from simulator.l4s_release import L4S_RELEASE_SCALE
 from tiler.bands import CONVENTION, CONVENTION_TAG, L4S_RELEASE_CONVENTION, SPECTRAL
@@ -97,15 +100,14 @@ def write_band_files(scene_tif: str | Path, out_dir: str | Path, *, tile_id: str
     nodata), named like ``T45RUL_20240101T050000_B02_10m.tif``, plus a B8A file (which the
     tiler must ignore). Returns band name -> path."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
-    with rasterio.open(scene_tif) as ds:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    names = {}
+    with owned.output_folder(out_dir, JOB) as tmp, rasterio.open(scene_tif) as ds:
         for band in (*SPECTRAL, "B8A"):
             dn, transform = _downsampled_dn(ds, band, 0)
-            path = out_dir / f"{tile_id}_{date}_{_file_tag(band)}_{NATIVE_RES[band]}m.tif"
-            _write_dn(path, dn, transform, ds.crs, jp2=False)
-            written[band] = path
-    return written
+            names[band] = f"{tile_id}_{date}_{_file_tag(band)}_{NATIVE_RES[band]}m.tif"
+            _write_dn(tmp / names[band], dn, transform, ds.crs, jp2=False)
+    return {band: out_dir / name for band, name in names.items()}
 
 
 def write_dem(scene_tif: str | Path, out_path: str | Path, *, margin_deg: float = 0.005,
@@ -137,9 +139,11 @@ def write_dem(scene_tif: str | Path, out_path: str | Path, *, margin_deg: float 
                   dst_transform=transform, dst_crs="EPSG:4326", dst_nodata=np.nan,
                   resampling=Resampling.bilinear)
     dn = np.where(np.isfinite(out), np.clip(np.round(out), -32767, 32767), DEM_NODATA)
-    with rasterio.open(out_path, "w", driver="GTiff", height=h, width=w, count=1, dtype="int16",
-                       crs="EPSG:4326", transform=transform, nodata=DEM_NODATA,
-                       compress="deflate") as dst:
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with owned.output_file(out_path, JOB) as tmp, \
+            rasterio.open(tmp, "w", driver="GTiff", height=h, width=w, count=1, dtype="int16",
+                          crs="EPSG:4326", transform=transform, nodata=DEM_NODATA,
+                          compress="deflate") as dst:
         dst.write(dn.astype("int16"), 1)
     return out_path
 
@@ -204,16 +208,41 @@ _MTD = (
 )
 
 
+def safe_name(baseline: str = "05.10", tile_id: str = "T45RUL",
+              date: str = "20240101T050000") -> str:
+    """The folder name ``write_safe`` gives its product."""
+    return f"S2B_MSIL2A_{date}_N{baseline.replace('.', '')}_R067_{tile_id}_{date}.SAFE"
+
+
+def product_outputs() -> tuple[tuple[str, str], ...]:
+    """(name, kind) of what ``jobs.synth scene`` writes beside scene.tif with the defaults:
+    ``bands/``, ``dem.tif`` and the SAFE product."""
+    return (("bands", "dir"), ("dem.tif", "file"), (safe_name(), "dir"))
+
+
 def write_safe(scene_tif: str | Path, out_dir: str | Path, baseline: str = "05.10", *,
-               tile_id: str = "T45RUL", date: str = "20240101T050000") -> Path:
+               tile_id: str = "T45RUL", date: str = "20240101T050000",
+               finish: Callable[[Path], None] | None = None) -> Path:
     """A minimal L2A SAFE product: lossless JP2 bands at IMG_DATA/R10m|R20m|R60m (no B10, as
     in real L2A), DN = round(reflectance x 10000) + 1000 when ``baseline`` >= 04.00 (with
     ``BOA_ADD_OFFSET`` -1000 in the metadata) else without offset, 0 = nodata, and an
-    MTD_MSIL2A.xml shaped like a real one. Returns the ``.SAFE`` folder."""
+    MTD_MSIL2A.xml shaped like a real one. Returns the ``.SAFE`` folder.
+
+    The product is built in a temporary folder (``finish``, when given, adds to it: the SCL)
+    and renamed into place, replacing only an earlier product of ``jobs.synth``
+    (``common.owned``)."""
+    name = safe_name(baseline, tile_id, date)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with owned.output_folder(Path(out_dir) / name, JOB) as root:
+        _fill_safe(root, name, scene_tif, baseline, tile_id, date)
+        if finish is not None:
+            finish(root)
+    return Path(out_dir) / name
+
+
+def _fill_safe(root: Path, name: str, scene_tif: str | Path, baseline: str, tile_id: str,
+               date: str) -> None:
     offset = 1000 if _has_offset(baseline) else 0
-    nbase = baseline.replace(".", "")
-    name = f"S2B_MSIL2A_{date}_N{nbase}_R067_{tile_id}_{date}.SAFE"
-    root = Path(out_dir) / name
     granule = f"L2A_{tile_id}_A035414_{date}"
     img = root / "GRANULE" / granule / "IMG_DATA"
     entries = []
@@ -243,4 +272,3 @@ def write_safe(scene_tif: str | Path, out_dir: str | Path, baseline: str = "05.1
     (root / "MTD_MSIL2A.xml").write_text(_MTD.format(
         iso=iso, name=name, baseline=baseline, date=date, tile=tile_id,
         image_files=image_files, quant=QUANTIFICATION, offsets=offsets))
-    return root

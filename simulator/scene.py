@@ -14,6 +14,7 @@ import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ import rasterio
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
+from common import owned
+from simulator import JOB
 from simulator.errors import SimulatorError
 from simulator.l4s_release import to_l4s_release
 from simulator.patches import ZONE
@@ -128,6 +131,9 @@ def write_scene(out_dir: str | os.PathLike, height: int = DEFAULT_HEIGHT,
     pixels through ``simulator.l4s_release.to_l4s_release``). truth.tif is the same for both.
     ``world``: one of ``simulator.worlds.WORLDS`` (tagged ``world`` when not the default).
 
+    OUT must be new, empty, or written by ``jobs.synth`` before, and an existing scene.tif or
+    truth.tif must be its own (``common.owned``): a file of the user's is never replaced.
+
     Memory is bounded by ``workers + 2`` blocks of ``block`` x ``block`` x 14 float32 (about
     60 MB each at 1024) plus each worker's scratch, whatever the scene size.
     """
@@ -136,7 +142,7 @@ def write_scene(out_dir: str | os.PathLike, height: int = DEFAULT_HEIGHT,
     check_world(world)
     if block % TILE_PX:
         raise SimulatorError(f"block must be a multiple of {TILE_PX}, got {block}")
-    out.mkdir(parents=True, exist_ok=True)
+    owned.claim_folder(out, JOB)
     if workers is None:
         workers = min(4, len(os.sched_getaffinity(0)))
     wr, wc = scene_origin(seed, height, width, world)
@@ -144,11 +150,12 @@ def write_scene(out_dir: str | os.PathLike, height: int = DEFAULT_HEIGHT,
     common = {"driver": "GTiff", "height": height, "width": width, "crs": CRS,
               "transform": transform, "tiled": True, "blockxsize": TILE_PX,
               "blockysize": TILE_PX, "num_threads": "ALL_CPUS"}
-    scene_tmp, truth_tmp = out / ".scene.tif.partial", out / ".truth.tif.partial"
     jobs = [(seed, wr, wc, r, c, min(block, height - r), min(block, width - c), height, width,
              convention, world) for r in range(0, height, block) for c in range(0, width, block)]
     n_valid = n_slide = 0
-    try:
+    with ExitStack() as outputs:  # truth.tif is renamed into place last
+        truth_tmp = outputs.enter_context(owned.output_file(out / "truth.tif", JOB))
+        scene_tmp = outputs.enter_context(owned.output_file(out / "scene.tif", JOB))
         with rasterio.Env(GDAL_CACHEMAX=256), \
                 rasterio.open(scene_tmp, "w", **common, count=len(BANDS), dtype="float32",
                               nodata=float("nan"), compress="zstd", zstd_level=1, predictor=3,
@@ -170,11 +177,6 @@ def write_scene(out_dir: str | os.PathLike, height: int = DEFAULT_HEIGHT,
                 tdst.write(mask, 1, window=window)
                 n_valid += int(np.count_nonzero(mask != TRUTH_NODATA))
                 n_slide += int(np.count_nonzero(mask == 1))
-        os.replace(scene_tmp, out / "scene.tif")
-        os.replace(truth_tmp, out / "truth.tif")
-    finally:
-        for p in (scene_tmp, truth_tmp):
-            p.unlink(missing_ok=True)
     return SceneInfo(out / "scene.tif", out / "truth.tif", CRS, transform, height, width, seed,
                      wr, wc, 1.0 - n_valid / (height * width), n_slide / max(n_valid, 1))
 

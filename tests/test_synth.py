@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 
+from common.owned import MARKER
 from simulator.baseline import evaluate_threshold, fit_threshold
 from simulator.l4s_release import L4S_RELEASE_SCALE, from_l4s_release, to_l4s_release
 from simulator.patches import region_origins, write_patches
@@ -76,7 +77,8 @@ def test_patch_layout(patch_set: Path) -> None:
         with h5py.File(patch_set / split / "mask" / f"mask_{n}.h5", "r") as f:
             assert list(f.keys()) == ["mask"]
             assert f["mask"].dtype == np.uint8 and f["mask"].shape == (128, 128)
-    assert not [p for p in patch_set.iterdir() if p.name.startswith(".")]  # no leftovers
+    hidden = [p.name for p in patch_set.iterdir() if p.name.startswith(".")]
+    assert hidden == [MARKER]  # no leftovers; the claim of jobs.synth (common.owned)
 
 
 def test_patch_values_follow_the_convention(patch_set: Path) -> None:
@@ -181,7 +183,8 @@ def test_scene_georeferencing_and_format(scene) -> None:
     cols = np.where(nodata.any(axis=0))[0]
     assert cols.min() == 0 or cols.max() == SCENE_W - 1  # along one edge
     assert scene.scene.parent == scene.truth.parent
-    assert sorted(p.name for p in scene.scene.parent.iterdir()) == ["scene.tif", "truth.tif"]
+    assert sorted(p.name for p in scene.scene.parent.iterdir()) == [MARKER, "scene.tif",
+                                                                     "truth.tif"]
 
 
 def test_truth_is_on_the_scene_grid(scene) -> None:

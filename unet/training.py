@@ -40,6 +40,7 @@ from unet.evaluation import input_batches
 from unet.loss import landslide_loss
 from unet.metrics import best_threshold, scores
 from unet.model import build_unet
+from unet.model_dir import claim_model_dir
 from unet.normalize import OFFICIAL_MEAN, OFFICIAL_STD, streamed_stats
 from unet.pipeline import epochs_dataset, make_dataset
 
@@ -208,11 +209,20 @@ def _counts(y, p, w):
     )
 
 
+def _check_counts(config: TrainConfig) -> None:
+    """Refuse settings that would write a complete-looking bundle of an untrained model (no
+    epoch) or divide by zero (no patch per batch)."""
+    for option, value in (("--epochs", config.epochs), ("--batch-size", config.batch_size)):
+        if value < 1:
+            raise UnetError(f"{option} {value}: must be at least 1")
+
+
 def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> TrainResult:
     """Train (or resume) a U-Net on a Landslide4Sense-layout folder; the chief writes the bundle."""
     strategy = strategy or tf.distribute.get_strategy()
     if config.precision not in PRECISIONS:
         raise UnetError(f"--precision {config.precision}: expected one of {', '.join(PRECISIONS)}")
+    _check_counts(config)
     chief = is_chief(strategy)
     out = Path(config.out)
     keras.utils.set_random_seed(config.seed)
@@ -244,6 +254,8 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
     if steps == 0:
         raise UnetError(f"{config.data}: {len(train_samples)} training patches, fewer than one "
                         f"batch of {global_batch}")
+    if chief:
+        claim_model_dir(out)  # the first write into MODEL_DIR: after every check
 
     with strategy.scope():
         model = build_unet(n_bands, config.base_width, config.depth, config.batch_norm,
