@@ -20,7 +20,7 @@ from dataclasses import astuple, dataclass, field
 import numpy as np
 
 from tiler.change import change_block
-from tiler.grid import Grid
+from tiler.grid import Grid, block_context
 from tiler.polygons import block_polygons
 from tiler.predictions import (
     is_predicted,
@@ -58,20 +58,6 @@ class BlockJob:
     refuses to predict with another. None: whatever model_dir holds when the worker looks."""
     pre_store: str | None = None
     """The pre-event scene's store, on the same grid: the block's change layers are made."""
-
-
-def block_context(
-    row: int, col: int, block: int, halo: int, height: int, width: int
-) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
-    """The window read for a block (block plus halo, clipped to the store) and the block inside it.
-
-    Returns ((ya, yb, xa, xb) read window, (cy0, cy1, cx0, cx1) block within that window).
-    """
-    y0, x0 = row * block, col * block
-    y1, x1 = min(y0 + block, height), min(x0 + block, width)
-    ya, yb = max(0, y0 - halo), min(height, y1 + halo)
-    xa, xb = max(0, x0 - halo), min(width, x1 + halo)
-    return (ya, yb, xa, xb), (y0 - ya, y1 - ya, x0 - xa, x1 - xa)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from mapping.block import BlockJob, BlockResult, BlockTimes, map_block
 from mapping.cluster import model_resources
+from tiler.grid import neighbours
 from tiler.run import Plan, tile_block
 from tiler.sources import SceneSpec
 from unet.predict import preload
@@ -63,10 +64,6 @@ def tile_task(row: int, col: int, spec: SceneSpec, store: str) -> tuple[int, tup
     """``tile_block`` with its wall-clock span: (valid pixels, (start, end))."""
     start = time.time()
     return tile_block(row, col, spec, store), (start, time.time())
-
-
-def neighbours(row: int, col: int) -> list[tuple[int, int]]:
-    return [(row + dr, col + dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]
 
 
 def run_graph(client: Client, plan: Plan | None, job: BlockJob,

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 from rasterio.crs import CRS
 
-from mapping.block import BlockJob, block_context
+from mapping.block import BlockJob
 from mapping.graph import GraphResult
 from mapping.outputs import OUTPUTS
-from tiler.grid import Grid
+from tiler.grid import Grid, block_context
 from tiler.gridding import crs_name
 from tiler.polygons import Landslides
 from tiler.run import TileResult

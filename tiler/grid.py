@@ -1,4 +1,7 @@
-"""The scene grid: CRS, affine transform, unpadded size, and its tiles and 1024-px blocks."""
+"""The scene grid: CRS, affine transform, unpadded size, and its tiles and 1024-px blocks.
+
+The one owner of block geometry: a block's window, the window read for it with its halo of
+context (``block_context``) and the blocks that halo reaches (``neighbours``)."""
 
 from __future__ import annotations
 
@@ -79,3 +82,23 @@ class Grid:
         xs = (c, c + a * self.width)
         ys = (f, f + e * self.height)
         return min(xs), min(ys), max(xs), max(ys)
+
+
+def block_context(
+    row: int, col: int, block: int, halo: int, height: int, width: int
+) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """The window read for a block (block plus halo, clipped to the store) and the block inside it.
+
+    Returns ((ya, yb, xa, xb) read window, (cy0, cy1, cx0, cx1) block within that window).
+    """
+    y0, x0 = row * block, col * block
+    y1, x1 = min(y0 + block, height), min(x0 + block, width)
+    ya, yb = max(0, y0 - halo), min(height, y1 + halo)
+    xa, xb = max(0, x0 - halo), min(width, x1 + halo)
+    return (ya, yb, xa, xb), (y0 - ya, y1 - ya, x0 - xa, x1 - xa)
+
+
+def neighbours(row: int, col: int) -> list[tuple[int, int]]:
+    """Block (row, col) and the eight blocks around it: those whose tiles its halo reads
+    (some may lie off the grid)."""
+    return [(row + dr, col + dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]
