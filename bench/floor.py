@@ -56,7 +56,7 @@ def write_s(height: int, width: int) -> float:
     import rasterio
     from rasterio.transform import from_origin
 
-    from tiler.rasters import to_cog
+    from products.rasters import to_cog
 
     rng = np.random.default_rng(0)
     prob = rng.random((height, width), dtype=np.float32)

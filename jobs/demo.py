@@ -20,7 +20,7 @@ from pathlib import Path
 from common import owned
 from jobs.cli import Parser, count
 from jobs.cli import seed as seed_number
-from tiler.compare import confusion_counts
+from products.compare import confusion_counts
 from unet.metrics import scores
 
 
@@ -86,8 +86,8 @@ def _score(mask: Path, truth: Path) -> dict:
 
 def _event(work: Path, model: Path, seed: int) -> dict:
     """The event path: jobs.synth event, then one jobs.infer over both post-event granules."""
+    from products.inventory import LAYER
     from simulator.event import read_event
-    from tiler.inventory import LAYER
 
     folder, out = work / "event", work / "event-map"
     if not (folder / "event.json").exists():

@@ -7,7 +7,7 @@ the whole scene), and only the centre is kept. A halo of 32 px around a 1024 px 
 (1088 / 1024)^2 = 1.13 times the compute of non-overlapping tiles.
 
 The block's products: its landslide polygons in pixel coordinates of the scene
-(``tiler.polygons.block_polygons``; merged across block borders at the end) and its pixels of
+(``products.polygons.block_polygons``; merged across block borders at the end) and its pixels of
 the preview. They are made for every block, predicted now or by an earlier run, so a resumed job
 gives the same maps.
 """
@@ -19,16 +19,16 @@ from dataclasses import astuple, dataclass, field
 
 import numpy as np
 
-from tiler.change import change_block
+from products.change import change_block
+from products.polygons import block_polygons
+from products.preview import decimate_block
 from tiler.grid import Grid, block_context
-from tiler.polygons import block_polygons
 from tiler.predictions import (
     is_predicted,
     read_block_probability,
     write_block_change,
     write_block_probability,
 )
-from tiler.preview import decimate_block
 from tiler.store import read_window
 from unet.predict import cached_model, normalized_window, predict_window
 

@@ -7,8 +7,8 @@ cluster already tiles and predicts the next. A scene that fails does not stop th
 event's report lists it with its one-line reason and the job exits with status 2. A scene whose
 published report says it was mapped with the same model, threshold and minimum area is not
 mapped again, so a re-run redoes only what is missing. Then the event's own outputs:
-OUT/inventory.gpkg (``tiler.inventory``: one polygon per landslide, in the event's CRS) and
-OUT/probability.vrt (``tiler.mosaic``), published with OUT/report.json last.
+OUT/inventory.gpkg (``products.inventory``: one polygon per landslide, in the event's CRS) and
+OUT/probability.vrt (``products.mosaic``), published with OUT/report.json last.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from mapping.scene import (
     published,
     scene_name,
 )
-from tiler.inventory import SceneLayer, layer_crs, write_inventory
-from tiler.mosaic import write_mosaic_vrt
+from products.inventory import SceneLayer, layer_crs, write_inventory
+from products.mosaic import write_mosaic_vrt
 from tiler.safe import looks_like_safe
 from tiler.store import is_store
 from unet.bundle import check_model_file, read_bundle

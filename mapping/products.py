@@ -15,9 +15,8 @@ import numpy as np
 
 from common.provenance import Identity
 from mapping.graph import GraphResult
-from tiler.change import NO_EVIDENCE
-from tiler.grid import Grid
-from tiler.polygons import (
+from products.change import NO_EVIDENCE
+from products.polygons import (
     Landslides,
     centroids_lonlat,
     merge_block_polygons,
@@ -25,9 +24,10 @@ from tiler.polygons import (
     write_polygons,
     write_rasters,
 )
-from tiler.preview import assemble_blocks, render_preview
-from tiler.rasters import PROVENANCE_TAG, tag_png, tag_raster, to_cog
-from tiler.summary_figure import write_summary_figure
+from products.preview import assemble_blocks, render_preview
+from products.rasters import PROVENANCE_TAG, tag_png, tag_raster, to_cog
+from products.summary_figure import write_summary_figure
+from tiler.grid import Grid
 
 
 def landslides(store: Path, predictions: Path, grid: Grid, graph: GraphResult, work: Path,
@@ -41,7 +41,7 @@ def landslides(store: Path, predictions: Path, grid: Grid, graph: GraphResult, w
     ``require_vegetation_loss`` X: only polygons that lost vegetation (vegetated before, mean
     rdNDVI at most -X) are kept, and those without any usable pre-event pixel (no evidence
     either way; ``change_evidence`` says which), before the mask is burnt
-    (``tiler.change.vegetation_evidence``)."""
+    (``products.change.vegetation_evidence``)."""
     polygons = merge_block_polygons(graph.polygons, grid, min_area_m2)
     evidence, kept_without = None, None
     if require_vegetation_loss is not None:

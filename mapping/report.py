@@ -11,9 +11,9 @@ from rasterio.crs import CRS
 from mapping.block import BlockJob
 from mapping.graph import GraphResult
 from mapping.outputs import OUTPUTS
+from products.polygons import Landslides
 from tiler.grid import Grid, block_context
 from tiler.gridding import crs_name
-from tiler.polygons import Landslides
 from tiler.run import TileResult
 from tiler.store import mask_shares, store_attrs
 from unet.bundle import Bundle

@@ -39,12 +39,12 @@ from mapping.outputs import (
 )
 from mapping.products import landslides, write_outputs
 from mapping.report import report
+from products.change import LAYERS
+from products.preview import preview_step
 from tiler.bands import BANDS
-from tiler.change import LAYERS
 from tiler.grid import Grid
 from tiler.gridding import check_metric_store_grid
 from tiler.predictions import complete_grid, drop_change, prepare_change, prepare_predictions
-from tiler.preview import preview_step
 from tiler.run import Plan, TileResult, finish_plan, plan_store, run_plan
 from tiler.safe import looks_like_safe, sensing_date
 from tiler.sources import SceneSpec, resolve_input

@@ -7,11 +7,11 @@ import pytest
 import rasterio
 import shapely
 
+from products.polygons import block_polygons, merge_block_polygons, polygonize
+from products.preview import assemble_blocks, decimate_block
+from products.rasters import grid_profile
 from tiler.bands import BANDS
 from tiler.grid import Grid
-from tiler.polygons import block_polygons, merge_block_polygons, polygonize
-from tiler.preview import assemble_blocks, decimate_block
-from tiler.rasters import grid_profile
 from unet.bundle import Bundle, normalize
 from unet.predict import normalized_window
 

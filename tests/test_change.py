@@ -15,10 +15,7 @@ import rasterio.features
 import shapely
 
 from jobs.infer import main
-from simulator.event import read_event, write_event
-from simulator.sky import SCL_UNUSABLE
-from tiler.bands import CONVENTION, L4S_RELEASE_CONVENTION
-from tiler.change import (
+from products.change import (
     LOSS,
     NO_EVIDENCE,
     VEGETATED_NDVI,
@@ -27,6 +24,9 @@ from tiler.change import (
     rdndvi,
     vegetation_evidence,
 )
+from simulator.event import read_event, write_event
+from simulator.sky import SCL_UNUSABLE
+from tiler.bands import CONVENTION, L4S_RELEASE_CONVENTION
 from tiler.errors import InputError
 
 SIZE, OVERLAP = 512, 128

@@ -25,17 +25,17 @@ from mapping.outputs import (
     publish,
     work_folder,
 )
+from products.histograms import probability_histogram
+from products.polygons import landslides_from
+from products.preview import write_preview
+from products.rasters import write_probability, write_threshold
+from products.summary_figure import write_summary_figure
 from tests.data.model.data import make_bundle
 from tiler.bands import BANDS
 from tiler.errors import OutputError
 from tiler.grid import Grid
-from tiler.histograms import probability_histogram
-from tiler.polygons import landslides_from
 from tiler.predictions import PROBABILITY, open_predictions, prepare_predictions
-from tiler.preview import write_preview
-from tiler.rasters import write_probability, write_threshold
 from tiler.store import create_store, mark_complete, write_block
-from tiler.summary_figure import write_summary_figure
 from unet import figures
 from unet.figures import PatchView, draw_evaluation, draw_training, error_image, stretch
 
@@ -306,7 +306,7 @@ def test_summary_png(mapped, tmp_path):
 
 
 def test_summary_png_without_landslides(mapped, tmp_path):
-    from tiler.polygons import Landslides
+    from products.polygons import Landslides
 
     store, grid, work, _ = mapped
     nothing = Landslides([], np.zeros(0), np.zeros(0))
@@ -385,8 +385,8 @@ def _python(code: str) -> str:
 
 
 def test_figure_modules_import_matplotlib_only_to_draw():
-    code = ("import sys, jobs.infer, jobs.evaluate, mapping.outputs, tiler.summary_figure, "
-            "tiler.histograms, unet.figures, unet.matplotlib_guard; "
+    code = ("import sys, jobs.infer, jobs.evaluate, mapping.outputs, products.summary_figure, "
+            "products.histograms, unet.figures, unet.matplotlib_guard; "
             "print('matplotlib' in sys.modules)")
     assert _python(code) == "False"
 

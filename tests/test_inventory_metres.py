@@ -13,8 +13,8 @@ import pytest
 import shapely
 from rasterio.crs import CRS
 
+from products.inventory import LAYER, SceneLayer, write_inventory
 from tiler.gridding import measures_ground_metres
-from tiler.inventory import LAYER, SceneLayer, write_inventory
 
 UTM = CRS.from_epsg(32632)  # zone 32N, central meridian 9 E
 E0, N0 = 610_000.0, 5_000_000.0  # about 45.1 N, 10.4 E: off the central meridian

@@ -19,9 +19,9 @@ from PIL import Image
 
 from common import provenance
 from jobs.infer import main
+from products.rasters import PROVENANCE_TAG
 from simulator.scene import write_scene
 from tests.clusters import running_cluster
-from tiler.rasters import PROVENANCE_TAG
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}

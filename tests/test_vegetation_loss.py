@@ -1,7 +1,7 @@
 """--require-vegetation-loss on the stores themselves (issue 19, item 6): the tile store's
 ``valid`` and the prediction store's ``change`` layers written as the block tasks write them
-(``tiler.change.change_block``), then ``tiler.polygons.vegetation_loss_filter`` over polygons of
-known ground. Independent of any model: each polygon's pre- and post-event NDVI is set."""
+(``products.change.change_block``), then ``products.polygons.vegetation_loss_filter``
+over polygons of known ground. Independent of any model: each polygon's pre- and post-event NDVI is set."""
 
 from pathlib import Path
 
@@ -11,10 +11,10 @@ import shapely
 from rasterio.crs import CRS
 
 from common import provenance
+from products.change import LOSS, NO_EVIDENCE, change_block
+from products.polygons import change_means, vegetation_loss_filter
 from tiler.bands import BANDS
-from tiler.change import LOSS, NO_EVIDENCE, change_block
 from tiler.grid import Grid
-from tiler.polygons import change_means, vegetation_loss_filter
 from tiler.predictions import prepare_change, prepare_predictions, write_block_change
 from tiler.store import create_store, write_block
 

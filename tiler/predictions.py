@@ -26,7 +26,7 @@ from tiler.store import CODEC, store_attrs, store_grid
 PROBABILITY = "probability"
 PREDICTED = "predicted"
 CHANGE = "change"
-"""(layer, y, x) float32: ``tiler.change.LAYERS`` of each pixel, when a pre-event scene is
+"""(layer, y, x) float32: ``products.change.LAYERS`` of each pixel, when a pre-event scene is
 given; its ``provenance`` attribute names the tiles of both dates."""
 KIND = "landslide-predictions"
 

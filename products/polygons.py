@@ -25,13 +25,13 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 from shapely.geometry import Polygon, shape
 
-from tiler.change import LAYERS, vegetation_evidence
+from products.change import LAYERS, vegetation_evidence
+from products.groups import connected_groups
+from products.rasters import MASK_NODATA, grid_profile
+from products.zonal import ZoneStats
 from tiler.grid import Grid
-from tiler.groups import connected_groups
 from tiler.predictions import CHANGE, PROBABILITY, open_predictions
-from tiler.rasters import MASK_NODATA, grid_profile
 from tiler.store import IMAGE, VALID, open_group
-from tiler.zonal import ZoneStats
 
 
 @dataclass(frozen=True)
@@ -295,7 +295,7 @@ def vegetation_loss_filter(store: str | Path, predictions: str | Path, grid: Gri
                            polygons: list[Polygon], require_loss: float
                            ) -> tuple[list[Polygon], np.ndarray]:
     """The polygons --require-vegetation-loss ``require_loss`` keeps, and each one's
-    ``change_evidence`` (``tiler.change.vegetation_evidence``: LOSS or NO_EVIDENCE)."""
+    ``change_evidence`` (``products.change.vegetation_evidence``: LOSS or NO_EVIDENCE)."""
     if not polygons:
         return [], np.zeros(0, dtype="<U4")
     evidence = vegetation_evidence(*change_means(store, predictions, grid, polygons),

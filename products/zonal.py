@@ -1,5 +1,5 @@
 """Per-polygon statistics of raster layers, accumulated strip by strip from label rasters
-(``tiler.polygons.label_strips``: label i + 1 on the pixels of polygon i)."""
+(``products.polygons.label_strips``: label i + 1 on the pixels of polygon i)."""
 
 from __future__ import annotations
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
+from products.rasters import row_strips
 from tiler.grid import Grid
 from tiler.predictions import PROBABILITY, open_predictions
-from tiler.rasters import row_strips
 
 
 def probability_histogram(store: str | Path, grid: Grid,

@@ -7,9 +7,9 @@ import numpy as np
 from affine import Affine
 from shapely.geometry import Polygon
 
+from products.rasters import row_strips
 from tiler.errors import OutputError
 from tiler.grid import Grid
-from tiler.rasters import row_strips
 from tiler.store import open_group
 
 RGB = ("B4", "B3", "B2")

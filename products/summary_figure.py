@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from products.histograms import probability_histogram
+from products.polygons import Landslides
 from tiler.errors import OutputError
 from tiler.grid import Grid
-from tiler.histograms import probability_histogram
-from tiler.polygons import Landslides
 
 DPI = 100
 SIZE = (15.0, 7.0)
@@ -49,7 +49,7 @@ def write_summary_figure(preview: Path, predictions: str | Path, grid: Grid, fou
                          threshold: float, path: Path,
                          tags: dict[str, str] | None = None) -> Path:
     """Draw the summary of a scene's map as the PNG ``path``; ``preview`` is the preview PNG
-    already written (tiler.preview), ``predictions`` the prediction store, ``tags`` PNG text
+    already written (products.preview), ``predictions`` the prediction store, ``tags`` PNG text
     (the provenance)."""
     import matplotlib.image
     from matplotlib.backends.backend_agg import FigureCanvasAgg

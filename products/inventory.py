@@ -24,9 +24,9 @@ from pyproj import Geod
 from rasterio.crs import CRS
 from rasterio.warp import transform
 
+from products.groups import connected_groups
 from tiler.errors import OutputError
 from tiler.gridding import measures_ground_metres
-from tiler.groups import connected_groups
 
 LAYER = "landslides"
 MEASURED = ("area_m2", "perimeter_m", "lon", "lat")
