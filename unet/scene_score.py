@@ -16,28 +16,22 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from unet.bundle import load_bundle, normalize
+from unet.bundle import load_bundle
+from unet.metrics import scores
+from unet.predict import normalized_window, predict_window
 
 TRUTH_NODATA = 255
 SMALL_PX = 10
 """Landslides under this many pixels are "small" (reported apart: they are the first missed)."""
 
 
-def _scores(tp: int, fp: int, fn: int) -> dict:
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    iou = tp / (tp + fp + fn) if tp + fp + fn else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "iou": iou}
-
-
 def predict_scene(model_dir: str | Path, scene: str | Path, window: int = 512,
                   halo: int = 32) -> tuple[np.ndarray, float]:
     """(probabilities float32 (H, W), the bundle's threshold) of a 14-band scene GeoTIFF in the
-    bundle's convention; NaN pixels are nodata (fed as 0, as the scene job does)."""
-    import keras
-
+    bundle's convention; NaN pixels are nodata (fed as 0, as the scene job does). Each window
+    goes through the scene job's own input preparation and predictor (``unet.predict``)."""
     model, bundle = load_bundle(model_dir)
+    infer = lambda x: model(x, training=False)  # noqa: E731
     step = 2 ** int(bundle.model.get("depth", 4))
     with rasterio.open(scene) as src:
         height, width = src.height, src.width
@@ -49,11 +43,11 @@ def predict_scene(model_dir: str | Path, scene: str | Path, window: int = 512,
                 r1, c1 = min(r + h + halo, height), min(c + w + halo, width)
                 img = src.read(window=Window(c0, r0, c1 - c0, r1 - r0)).astype(np.float32)
                 ok = np.all(np.isfinite(img), axis=0)
-                x = normalize(np.moveaxis(np.nan_to_num(img), 0, -1), bundle)
-                x[~ok] = 0.0
-                ph, pw = -(-x.shape[0] // step) * step, -(-x.shape[1] // step) * step
-                x = np.pad(x, ((0, ph - x.shape[0]), (0, pw - x.shape[1]), (0, 0)))
-                p = keras.ops.convert_to_numpy(model(x[None], training=False))[0, ..., 0]
+                ph, pw = -(-img.shape[1] // step) * step, -(-img.shape[2] // step) * step
+                pad = ((0, 0), (0, ph - img.shape[1]), (0, pw - img.shape[2]))
+                x = normalized_window(np.pad(np.nan_to_num(img), pad),
+                                      np.pad(ok, pad[1:]), bundle)
+                p = predict_window(infer, x)
                 prob[r:r + h, c:c + w] = p[r - r0:r - r0 + h, c - c0:c - c0 + w]
     return prob, float(bundle.threshold)
 
@@ -70,7 +64,7 @@ def score_scene(model_dir: str | Path, scene_dir: str | Path) -> dict:
     t = (truth == 1) & valid
     pred = (prob >= threshold) & valid
     tp = int(np.count_nonzero(t & pred))
-    out = _scores(tp, int(np.count_nonzero(pred & ~t)), int(np.count_nonzero(t & ~pred)))
+    out = scores(tp, int(np.count_nonzero(pred & ~t)), int(np.count_nonzero(t & ~pred)))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(t.astype(np.uint8), connectivity=8)
     small = np.isin(labels, np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < SMALL_PX)[1:]) & t
     n_small = int(np.count_nonzero(small))
