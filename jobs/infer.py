@@ -17,6 +17,7 @@ from jobs.cli import (
     add_scene_options,
     bounded_int,
     non_negative,
+    path_arg,
     probability,
     run_job,
 )
@@ -31,12 +32,13 @@ __all__ = ["OUTPUTS", "main", "parse_args", "run"]
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = Parser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
-    p.add_argument("input", nargs="+",
+    p.add_argument("input", nargs="+", type=path_arg,
                    help="a scene (stacked GeoTIFF, band folder, .SAFE) or a tile store; or "
                         "several scenes of one event: paths, a folder of .SAFE products, or a "
                         "text file with one path per line (outputs in OUT/<scene>/, and "
                         "OUT/inventory.gpkg, OUT/probability.vrt)")
-    p.add_argument("--model", required=True, help="model bundle directory (from jobs.train)")
+    p.add_argument("--model", required=True, type=path_arg,
+                   help="model bundle directory (from jobs.train)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--cluster", help="cluster.yaml (default: an embedded LocalCluster)")
     add_scene_options(p)
@@ -55,7 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true",
                    help="replace OUT/tiles.zarr when it was made from another input")
     p.add_argument("--crs", help="the CRS of an event's inventory (default: the first scene's)")
-    p.add_argument("--pre", help="the pre-event scene (an event: a folder of .SAFE products, "
+    p.add_argument("--pre", type=path_arg,
+                   help="the pre-event scene (an event: a folder of .SAFE products, "
                    "matched by granule id): change.tif and each landslide's rdNDVI")
     p.add_argument("--require-vegetation-loss", type=non_negative, metavar="X",
                    help="with --pre: drop landslides whose mean rdNDVI is above -X")

@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from jobs.cli import Parser, add_scene_options, run_job
+from jobs.cli import Parser, add_scene_options, path_arg, run_job
 from mapping.cluster import load_cluster_config, open_client
 from mapping.lock import exclusive, store_lock
 from tiler.errors import StoreError
@@ -24,7 +24,8 @@ PROG = "jobs.tile"
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=f"python -m {PROG}", description=__doc__.splitlines()[2])
-    p.add_argument("input", help="stacked GeoTIFF, folder of band files, or .SAFE folder")
+    p.add_argument("input", type=path_arg,
+                   help="stacked GeoTIFF, folder of band files, or .SAFE folder")
     p.add_argument("--out", required=True, help="the tile store to write (STORE.zarr)")
     p.add_argument("--cluster", help="cluster.yaml (default: an embedded local cluster)")
     add_scene_options(p)

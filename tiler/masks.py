@@ -25,7 +25,9 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 from rasterio.warp import transform_bounds
+from rasterio.windows import Window
 
+from common.paths import resolved
 from tiler.errors import InputError
 from tiler.grid import Grid
 
@@ -103,6 +105,7 @@ def scl_mask(path: Path, values: Sequence[float] | None) -> MaskSource:
     with _open(path) as ds:
         if ds.count != 1:
             raise InputError(f"{path}: the SCL raster has {ds.count} bands, expected 1")
+        check_values_fit(path, ds.dtypes[0], excluded)
         _check_readable(ds, path)
     return MaskSource("scl", str(path), excluded, tuple(float(c) for c in SCL_CLASSES))
 
@@ -111,7 +114,10 @@ def file_mask(path: str | Path, values: Sequence[float] | None, grid: Grid,
               region: tuple[float, float, float, float]) -> MaskSource:
     """``--mask FILE``: one band, any CRS, covering ``region`` (the scene's footprint on
     ``grid``, in its CRS). ``values``: excluded values (None: ``SCL_EXCLUDED``)."""
-    path = Path(path).resolve()
+    path = resolved(path, "--mask", InputError)
+    if path.is_dir():
+        raise InputError(f"{path}: --mask is a folder, not a raster: give the mask file itself "
+                         f"(e.g. the product's R20m/..._SCL_20m.jp2)")
     if not path.is_file():
         raise InputError(f"{path}: mask file does not exist")
     excluded = tuple(sorted(set(values))) if values else tuple(float(v) for v in SCL_EXCLUDED)
@@ -125,6 +131,7 @@ def file_mask(path: str | Path, values: Sequence[float] | None, grid: Grid,
         if t.is_identity or t.b != 0 or t.d != 0:
             raise InputError(f"{path}: the mask is not georeferenced on a north-up grid")
         dtype = ds.dtypes[0]
+        check_values_fit(path, dtype, excluded)
         nodata = ds.nodata if ds.nodata is not None and math.isfinite(ds.nodata) else None
         dst = CRS.from_wkt(grid.crs_wkt)
         b = tuple(ds.bounds) if ds.crs == dst else transform_bounds(ds.crs, dst, *ds.bounds,
@@ -142,6 +149,51 @@ def file_mask(path: str | Path, values: Sequence[float] | None, grid: Grid,
     else:
         counted = excluded
     return MaskSource("file", str(path), excluded, counted, 1, nodata)
+
+
+def check_values_fit(path: str | Path, dtype: str, values: Sequence[float]) -> None:
+    """Refuse (InputError) mask values that a mask of ``dtype`` cannot hold: they could never
+    match, and the mask would silently mask nothing (--mask-values 300 on a uint8 SCL)."""
+    kind = np.dtype(dtype)
+    if np.issubdtype(kind, np.integer):
+        info = np.iinfo(kind)
+        bad = [v for v in values if not (float(v).is_integer() and info.min <= v <= info.max)]
+        holds = f"whole numbers from {info.min} to {info.max}"
+    else:
+        bad = [v for v in values if abs(v) > np.finfo(kind).max]
+        holds = f"at most {np.finfo(kind).max:g} in size"
+    if bad:
+        shown = ",".join(value_name(v) for v in bad)
+        raise InputError(f"{path}: --mask-values {shown}: a {kind} mask cannot hold "
+                         f"{'this value' if len(bad) == 1 else 'these values'} ({holds}), so "
+                         f"{'it' if len(bad) == 1 else 'they'} would mask nothing")
+
+
+def unused_values_note(mask: MaskSource, block: int = 1024) -> str | None:
+    """A one-line note when no pixel of the mask holds one of its excluded values (it then
+    masks nothing but its own no data), else None. Reads the mask block by block and stops at
+    the first block holding one."""
+    with _open(mask.path) as ds:
+        wanted = np.asarray(mask.excluded, dtype="float64")
+        for row in range(0, ds.height, block):
+            for col in range(0, ds.width, block):
+                window = Window(col, row, min(block, ds.width - col),
+                                                 min(block, ds.height - row))
+                if np.isin(_read(ds, window, mask.path), wanted).any():
+                    return None
+    shown = ",".join(value_name(v) for v in mask.excluded)
+    return (f"{mask.path}: no pixel of the mask has one of the values {shown} "
+            f"(--mask-values): it masks nothing")
+
+
+def _read(ds: rasterio.DatasetReader, window: Window,
+          path: str | Path) -> np.ndarray:
+    try:
+        return ds.read(1, window=window)
+    except RasterioError as exc:
+        first = (str(exc).splitlines() or ["read error"])[0]
+        raise InputError(f"{path}: cannot read the mask (truncated or corrupt file? "
+                         f"{first})") from None
 
 
 def _open(path: str | Path) -> rasterio.DatasetReader:
@@ -207,3 +259,8 @@ def shares(counts: np.ndarray, mask: dict) -> dict:
     out["masked_share"] = sum(n for name, n in zip(buckets, counts.tolist(), strict=True)
                               if name in excluded) / total
     return out
+
+
+def join_notes(*notes: str | None) -> str | None:
+    """The notes given, on one line ('; ' between them), or None when there is none."""
+    return "; ".join(n for n in notes if n) or None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tiler.errors import InputError
@@ -48,8 +48,10 @@ class SafeProduct:
     baseline: str
     quantification: float
     offsets: dict[str, float]  # band name -> additive offset on DN
-    files: dict[str, Path]  # band name -> JP2 at the band's native (or finest listed) res
+    files: dict[str, Path]  # band name -> JP2 at the band's native (or finest present) res
     scl: Path | None = None  # L2A scene classification at 20 m, when the file is there
+    coarse: dict[str, int] = field(default_factory=dict)
+    """Bands present only coarser than their native resolution: band name -> metres."""
 
 
 def looks_like_safe(folder: Path) -> bool:
@@ -125,12 +127,57 @@ def read_safe(folder: str | Path) -> SafeProduct:
                     folder / (rel + exts[0]))
         candidates.setdefault(band, []).append((res, path))
     files: dict[str, Path] = {}
+    coarse: dict[str, int] = {}
     for band, options in candidates.items():
-        # The native resolution when listed, else the finest one listed.
-        native = [p for r, p in options if r == NATIVE_RES[band]]
-        files[band] = native[0] if native else min(options, key=lambda o: o[0])[1]
+        res, files[band] = _pick(band, options)
+        if res > NATIVE_RES[band]:
+            coarse[band] = res
     scl = find_scl(folder, root, exts) if level == "L2A" else None
-    return SafeProduct(folder, level, baseline, quantification, offsets, files, scl)
+    return SafeProduct(folder, level, baseline, quantification, offsets, files, scl, coarse)
+
+
+def _pick(band: str, options: list[tuple[int, Path]]) -> tuple[int, Path]:
+    """(resolution, file) of a band: the native resolution when its file is there, else the
+    finest file there; when none is there, the native (or finest) one listed, which the tiler
+    then refuses as missing, naming it."""
+    present = sorted((r, p) for r, p in options if p.exists())
+    listed = sorted(options)
+    for choices in (present, listed):
+        native = [(r, p) for r, p in choices if r == NATIVE_RES[band]]
+        if native or choices:
+            return (native or choices)[0]
+    raise AssertionError(band)  # options is never empty
+
+
+def coarse_note(product: SafeProduct) -> str | None:
+    """One line when some bands are only coarser than native in the product (e.g. only its
+    R60m folder was downloaded): the scene is still mapped on the 10 m grid, from resampled
+    coarse bands, so the map is coarser than a full product's; None otherwise."""
+    if not product.coarse:
+        return None
+    by_res: dict[int, list[str]] = {}
+    for band in S2_BAND_IDS:
+        if band in product.coarse:
+            by_res.setdefault(product.coarse[band], []).append(band)
+    parts = ", ".join(f"{'/'.join(bands)} only at {res} m" for res, bands in sorted(by_res.items()))
+    return (f"{product.root}: {parts} (native 10/20 m files missing): resampled to the 10 m "
+            f"grid, so the map is coarser than from a complete product")
+
+
+METADATA_FILES = ("MTD_MSIL2A.xml", "MTD_MSIL1C.xml", "MTD_TL.xml", "manifest.safe",
+                  "INSPIRE.xml")
+"""Files of a SAFE product that users give by mistake instead of the product's folder."""
+
+
+def check_not_metadata(path: Path) -> None:
+    """Refuse a SAFE product's metadata file given as the scene (it is XML, not an image):
+    name the ``.SAFE`` folder to give instead."""
+    if not path.is_file() or path.name not in METADATA_FILES:
+        return
+    product = next((p for p in path.parents if find_metadata(p) is not None
+                    or p.suffix.upper() == ".SAFE"), path.parent)
+    raise InputError(f"{path}: this is the metadata of a SAFE product, not an image: give the "
+                     f".SAFE folder ({product})")
 
 
 def find_scl(folder: Path, root: ET.Element, exts: tuple[str, ...] = (".jp2", ".tif")

@@ -25,6 +25,7 @@ from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
 
 from common import provenance
+from common.paths import resolved
 from common.provenance import Identity
 from tiler.bands import (
     BANDS,
@@ -37,9 +38,16 @@ from tiler.bands import (
 from tiler.errors import InputError
 from tiler.grid import Grid
 from tiler.gridding import TARGET_RES, check_metric_store_grid, crs_name, on_10m_grid
-from tiler.masks import MaskSource, file_mask, scl_mask
+from tiler.masks import MaskSource, file_mask, join_notes, scl_mask, unused_values_note
 from tiler.radiometry import check_radiometry
-from tiler.safe import band_of_name, find_metadata, looks_like_safe, read_safe
+from tiler.safe import (
+    band_of_name,
+    check_not_metadata,
+    coarse_note,
+    find_metadata,
+    looks_like_safe,
+    read_safe,
+)
 
 log = logging.getLogger(__name__)
 
@@ -411,7 +419,8 @@ def _safe_spec(folder: Path, dem: Path | None, conv: Conversion,
                "offsets": {b: product.offsets[b] for b in SPECTRAL},
                "conversion": _conversion_record(bands), "sampled_medians": medians,
                "b10_filled": B10_FILL_REFLECTANCE if filled else None, "footprint": region,
-               "scl": str(product.scl) if product.scl is not None else None}
+               "scl": str(product.scl) if product.scl is not None else None,
+               "resolution_note": coarse_note(product)}
     return SceneSpec("safe", str(folder), grid, bands, dem_src, None, details)
 
 
@@ -460,6 +469,8 @@ def _with_mask(spec: SceneSpec, mask: str | Path | None,
         else:
             note = (f"{spec.source}: no SCL file (IMG_DATA/R20m/*_SCL_20m.jp2) in this L2A "
                     f"product: clouds, cloud shadows and snow are not masked")
+    note = join_notes(note, unused_values_note(src) if src is not None else None,
+                      spec.details.get("resolution_note"))
     if src is None and values is not None:
         raise InputError(f"{spec.source}: --mask-values needs a mask: --mask FILE, or an L2A "
                          f"product with its SCL; this input has none")
@@ -498,13 +509,14 @@ def resolve_input(path: str | Path, dem: str | Path | None = None, *,
     (``SceneSpec.mask_note`` says so). Raises InputError (one line, naming the file) on any bad
     input.
     """
-    path = Path(path).resolve()
-    dem_path = Path(dem).resolve() if dem is not None else None
+    path = resolved(path, "the input", InputError)
+    dem_path = resolved(dem, "--dem", InputError) if dem is not None else None
     conv = Conversion(offset, quantification, convention)
     if dem_path is not None and not dem_path.exists():
         raise InputError(f"{dem_path}: DEM file does not exist")
     if not path.exists():
         raise InputError(f"{path}: input does not exist")
+    check_not_metadata(path)
     _check_conversion(path, conv)
     values = tuple(sorted({float(v) for v in mask_values})) if mask_values else None
     if mask_values is not None and not values:
