@@ -61,7 +61,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="the pre-event scene (an event: a folder of .SAFE products, "
                    "matched by granule id): change.tif and each landslide's rdNDVI")
     p.add_argument("--require-vegetation-loss", type=non_negative, metavar="X",
-                   help="with --pre: drop landslides whose mean rdNDVI is above -X")
+                   help="with --pre: keep only landslides that lost vegetation (mean NDVI "
+                        "before >= 0.2 and mean rdNDVI <= -X), and those with no usable "
+                        "pre-event pixel (change_evidence 'none', counted in report.json)")
     p.add_argument("--halo", type=bounded_int(0, BLOCK // 2), default=HALO,
                    help=argparse.SUPPRESS)
     return p.parse_args(argv)

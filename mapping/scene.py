@@ -39,7 +39,7 @@ from mapping.outputs import (
 )
 from mapping.products import landslides, write_outputs
 from mapping.report import report
-from products.change import LAYERS
+from products.change import LAYERS, check_ndvi_convention
 from products.preview import preview_step
 from tiler.bands import BANDS
 from tiler.grid import Grid
@@ -401,6 +401,7 @@ def _pre_spec(request: MapRequest, grid: Grid, convention: str) -> SceneSpec | N
         if request.require_vegetation_loss is not None:
             raise InferError("--require-vegetation-loss: needs --pre (the pre-event scene)")
         return None
+    check_ndvi_convention(convention, request.input)
     spec = resolve_input(request.pre, request.dem, offset=request.offset,
                          quantification=request.quantification, convention=request.convention,
                          grid=grid)

@@ -50,23 +50,6 @@ class Landslides:
         return float(self.areas_m2.sum())
 
 
-def polygonize(threshold_tif: Path, min_area_m2: float) -> list[Polygon]:
-    """Polygons of the 1-pixels (4-connected) of a 0/1 raster, with GDAL's streaming polygoniser.
-
-    Polygons smaller than min_area_m2 are dropped and holes smaller than it are filled.
-    """
-    kept = []
-    with rasterio.open(threshold_tif) as src:
-        band = rasterio.band(src, 1)
-        for geom, _ in rasterio.features.shapes(band, mask=band, connectivity=4):
-            poly = shape(geom)
-            if poly.area < min_area_m2:
-                continue
-            holes = [r for r in poly.interiors if Polygon(r).area >= min_area_m2]
-            kept.append(Polygon(poly.exterior, holes))
-    return kept
-
-
 def block_polygons(probability: np.ndarray, threshold: float, grid: Grid, row: int,
                    col: int, min_area_m2: float = 0.0) -> list[bytes]:
     """WKB polygons of the pixels >= threshold (4-connected) of block (row, col), in pixel
@@ -191,24 +174,6 @@ def label_strips(polygons: list[Polygon], transform: Affine, height: int, width:
                 [(polygons[i], i + 1) for i in hits], out_shape=labels.shape,
                 transform=rasterio.windows.transform(window, transform), fill=0, dtype="int32")
         yield window, labels
-
-
-def mean_probabilities(polygons: list[Polygon], probability_tif: Path,
-                       strip: int = 1024) -> np.ndarray:
-    """The mean probability over the pixels of each polygon, in one pass of labelled strips (a
-    per-polygon windowed read cost 1.7 ms a polygon)."""
-    n = len(polygons)
-    sums, counts = np.zeros(n + 1), np.zeros(n + 1)
-    with rasterio.open(probability_tif) as src:
-        for window, labels in label_strips(polygons, src.transform, src.height, src.width, strip):
-            if not labels.any():
-                continue
-            p = src.read(1, window=window)
-            sel = (labels > 0) & np.isfinite(p)
-            sums += np.bincount(labels[sel], weights=p[sel], minlength=n + 1)
-            counts += np.bincount(labels[sel], minlength=n + 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts[1:] > 0, sums[1:] / counts[1:], np.nan)
 
 
 def write_rasters(store: str | Path, predictions: str | Path, grid: Grid,
@@ -359,12 +324,3 @@ def centroids_lonlat(polygons: list[Polygon], crs_wkt: str) -> tuple[np.ndarray,
     c = shapely.centroid(np.asarray(polygons, dtype=object))
     lon, lat = transform(CRS.from_wkt(crs_wkt), "EPSG:4326", shapely.get_x(c), shapely.get_y(c))
     return np.asarray(lon), np.asarray(lat)
-
-
-def landslides_from(threshold_tif: Path, probability_tif: Path, min_area_m2: float) -> Landslides:
-    polygons = polygonize(threshold_tif, min_area_m2)
-    return Landslides(
-        polygons=polygons,
-        areas_m2=np.array([p.area for p in polygons], dtype=np.float64),
-        mean_probability=mean_probabilities(polygons, probability_tif),
-    )

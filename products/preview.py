@@ -7,29 +7,11 @@ import numpy as np
 from affine import Affine
 from shapely.geometry import Polygon
 
-from products.rasters import row_strips
 from tiler.errors import OutputError
 from tiler.grid import Grid
-from tiler.store import open_group
 
 RGB = ("B4", "B3", "B2")
 OUTLINE_BGR = (0, 255, 255)
-
-
-def decimated_rgb(store: str | Path, grid: Grid, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every step-th pixel of B4, B3, B2 and of `valid`, read one block row at a time."""
-    group = open_group(store)
-    bands = list(group.attrs["bands"])
-    idx = [bands.index(b) for b in RGB]
-    rows, masks = [], []
-    for y0, y1 in row_strips(grid):
-        start = -(-y0 // step) * step
-        if start >= y1:
-            continue
-        strip = group["image"][:, start:y1:step, : grid.width : step]
-        rows.append(np.moveaxis(strip[idx], 0, -1))
-        masks.append(group["valid"][start:y1:step, : grid.width : step] == 1)
-    return np.concatenate(rows), np.concatenate(masks)
 
 
 def preview_step(grid: Grid, max_size: int = 1024) -> int:
@@ -75,14 +57,6 @@ def stretch(rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:
         out[..., c] = (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
     out[~valid] = 0
     return out
-
-
-def write_preview(
-    store: str | Path, grid: Grid, polygons: list[Polygon], path: Path, max_size: int = 1024
-) -> None:
-    step = preview_step(grid, max_size)
-    rgb, valid = decimated_rgb(store, grid, step)
-    render_preview(rgb, valid, step, grid, polygons, path)
 
 
 def render_preview(rgb: np.ndarray, valid: np.ndarray, step: int, grid: Grid,

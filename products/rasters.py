@@ -8,14 +8,11 @@ streamed `rasterio.shutil.copy`, with nearest-neighbour overviews for the mask.
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
-from rasterio.windows import Window
 
 from tiler.grid import Grid
-from tiler.predictions import PROBABILITY, open_predictions
 
 MASK_NODATA = 255
 PROVENANCE_TAG = "LANDSLIDE_PROVENANCE"
@@ -65,25 +62,6 @@ def row_strips(grid: Grid) -> Iterator[tuple[int, int]]:
     """(y0, y1) strips of one block height over the unpadded scene."""
     for y0 in range(0, grid.height, grid.block):
         yield y0, min(y0 + grid.block, grid.height)
-
-
-def write_probability(store: str | Path, grid: Grid, path: Path) -> None:
-    """The probability array, cropped to the scene, as a float32 GeoTIFF (nodata NaN)."""
-    prob = open_predictions(store)[PROBABILITY]
-    with rasterio.open(path, "w", **grid_profile(grid, "float32", np.nan)) as dst:
-        for y0, y1 in row_strips(grid):
-            window = Window(0, y0, grid.width, y1 - y0)
-            dst.write(prob[y0:y1, : grid.width], 1, window=window)
-
-
-def write_threshold(store: str | Path, grid: Grid, threshold: float, path: Path) -> None:
-    """probability >= threshold as uint8 0/1 (0 where nodata): the input of polygonisation."""
-    prob = open_predictions(store)[PROBABILITY]
-    with rasterio.open(path, "w", **grid_profile(grid, "uint8", None)) as dst:
-        for y0, y1 in row_strips(grid):
-            p = prob[y0:y1, : grid.width]
-            dst.write((np.nan_to_num(p, nan=-1.0) >= threshold).astype(np.uint8), 1,
-                      window=Window(0, y0, grid.width, y1 - y0))
 
 
 def to_cog(src: Path, dst: Path, resampling: str) -> None:

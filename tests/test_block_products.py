@@ -7,9 +7,10 @@ import pytest
 import rasterio
 import shapely
 
-from products.polygons import block_polygons, merge_block_polygons, polygonize
+from products.polygons import block_polygons, merge_block_polygons
 from products.preview import assemble_blocks, decimate_block
 from products.rasters import grid_profile
+from tests.oracles import polygonize
 from tiler.bands import BANDS
 from tiler.grid import Grid
 from unet.bundle import Bundle, normalize

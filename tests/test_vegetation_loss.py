@@ -1,7 +1,8 @@
 """--require-vegetation-loss on the stores themselves (issue 19, item 6): the tile store's
 ``valid`` and the prediction store's ``change`` layers written as the block tasks write them
 (``products.change.change_block``), then ``products.polygons.vegetation_loss_filter``
-over polygons of known ground. Independent of any model: each polygon's pre- and post-event NDVI is set."""
+over polygons of known ground. Independent of any model: each polygon's pre- and post-event
+NDVI is set."""
 
 from pathlib import Path
 
