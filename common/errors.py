@@ -19,3 +19,47 @@ class ForeignFileError(LandslideError):
 
 class PathLoopError(LandslideError):
     """A path that is a loop of symbolic links (``common.paths``). The message names it."""
+
+
+class TilerError(LandslideError):
+    """Bad input or a store that cannot be used. The message names the file."""
+
+
+class InputError(TilerError):
+    """A scene, band file, SAFE product or DEM that cannot be read or does not fit."""
+
+
+class StoreError(TilerError):
+    """A tile or prediction store that is missing, incomplete or not what it claims to be."""
+
+
+class OutputError(TilerError):
+    """An output (store, raster, polygons, preview) that cannot be written where asked."""
+
+
+class UnetError(LandslideError):
+    """The model side's base class. The message names the file or option at fault."""
+
+
+class DatasetError(UnetError):
+    """A Landslide4Sense-layout folder or file that cannot be used."""
+
+
+class BundleError(UnetError):
+    """A model bundle that is missing, unreadable or does not match the input."""
+
+
+class SimulatorError(LandslideError):
+    """Bad arguments or an output path that cannot be used. The message names the path."""
+
+
+class ClusterConfigError(LandslideError):
+    """A cluster.yaml that cannot be used; the message is one line naming the file and key."""
+
+
+class BusyError(LandslideError):
+    """Another job holds the lock on this output."""
+
+
+class InferError(LandslideError):
+    """A scene and a model that do not go together."""

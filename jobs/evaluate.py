@@ -18,10 +18,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from common import owned  # noqa: E402
-from common.errors import LandslideError  # noqa: E402
+from common.errors import (
+    LandslideError,  # noqa: E402
+    UnetError,  # noqa: E402
+)
 from jobs.cli import Parser, count, path_arg, probability, report_error  # noqa: E402
 from jobs.train import run_main  # noqa: E402  (no TensorFlow import)
-from unet.errors import UnetError  # noqa: E402
 from unet.quiet import import_tensorflow  # noqa: E402
 
 PROG = "jobs.evaluate"

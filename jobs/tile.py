@@ -12,10 +12,10 @@ import logging
 import sys
 from pathlib import Path
 
+from common.errors import StoreError
 from jobs.cli import Parser, add_scene_options, path_arg, run_job
 from mapping.cluster import load_cluster_config, open_client
 from mapping.lock import exclusive, store_lock
-from tiler.errors import StoreError
 from tiler.run import plan_store, run_plan, tile_input_summary
 from tiler.sources import resolve_input
 

@@ -19,7 +19,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from common.errors import LandslideError  # noqa: E402  (no TensorFlow import yet)
+from common.errors import (
+    LandslideError,  # noqa: E402  (no TensorFlow import yet)
+    UnetError,  # noqa: E402
+)
 from jobs.cli import (  # noqa: E402
     Parser,
     count,
@@ -31,7 +34,6 @@ from jobs.cli import (  # noqa: E402
     seed,
 )
 from unet.config import PRECISIONS, default  # noqa: E402
-from unet.errors import UnetError  # noqa: E402
 from unet.model_dir import JOB, check_model_dir  # noqa: E402  (no TensorFlow import)
 from unet.quiet import import_tensorflow  # noqa: E402
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from common.errors import LandslideError
+from common.errors import ClusterConfigError
 
 KINDS = ("local", "address", "slurm", "pbs")
 MODEL_SLOT = "MODEL"
@@ -37,9 +37,6 @@ CONNECT_TIMEOUT_S = 10.0
 """How long a job waits for the scheduler of ``address`` before it gives up with one line
 (Dask's own default is 30 s, then a traceback)."""
 
-
-class ClusterConfigError(LandslideError):
-    """A cluster.yaml that cannot be used; the message is one line naming the file and key."""
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from common.errors import LandslideError
-
-
-class BusyError(LandslideError):
-    """Another job holds the lock on this output."""
+from common.errors import BusyError
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
-from tiler.errors import OutputError
+from common.errors import OutputError
 
 OUTPUTS = ("probability.tif", "mask.tif", "landslides.gpkg", "preview.png", "report.json")
 OPTIONAL_OUTPUTS = ("summary.png", "landslides.geojson", "change.tif", "inventory.gpkg",

@@ -24,7 +24,7 @@ import numpy as np
 from distributed import Client
 
 from common import provenance
-from common.errors import LandslideError
+from common.errors import InferError
 from common.provenance import Identity
 from mapping.block import BlockJob
 from mapping.cluster import ClusterConfig, load_cluster_config, open_client, tf_threads
@@ -58,9 +58,6 @@ PRE_STORE = "pre.zarr"
 PREDICTIONS = "predictions.zarr"
 LOCK = ".lock"
 
-
-class InferError(LandslideError):
-    """A scene and a model that do not go together."""
 
 
 @dataclass(frozen=True)

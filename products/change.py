@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from common.errors import InputError
 from tiler.bands import CONVENTION
-from tiler.errors import InputError
 
 LAYERS = ("ndvi_pre", "ndvi_post", "rdndvi")
 """The bands of the store's ``change`` array, in order."""

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from tiler.errors import InputError
+from common.errors import InputError
 
 
 def confusion_counts(pred_tif: Path, truth_tif: Path) -> dict[str, int]:

@@ -24,8 +24,8 @@ from pyproj import Geod
 from rasterio.crs import CRS
 from rasterio.warp import transform
 
+from common.errors import OutputError
 from products.groups import connected_groups
-from tiler.errors import OutputError
 from tiler.gridding import measures_ground_metres
 
 LAYER = "landslides"

@@ -7,7 +7,7 @@ import numpy as np
 from affine import Affine
 from shapely.geometry import Polygon
 
-from tiler.errors import OutputError
+from common.errors import OutputError
 from tiler.grid import Grid
 
 RGB = ("B4", "B3", "B2")

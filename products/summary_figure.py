@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import OutputError
 from products.histograms import probability_histogram
 from products.polygons import Landslides
-from tiler.errors import OutputError
 from tiler.grid import Grid
 
 DPI = 100

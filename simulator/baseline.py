@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from simulator.errors import SimulatorError
+from common.errors import SimulatorError
 from tiler.bands import BANDS
 
 _B4, _B8, _SLOPE = BANDS.index("B4"), BANDS.index("B8"), BANDS.index("slope")

@@ -34,9 +34,9 @@ from affine import Affine
 from rasterio.warp import Resampling, reproject, transform_bounds
 
 from common import owned
+from common.errors import SimulatorError
 from simulator import JOB
 from simulator.acquisition import render
-from simulator.errors import SimulatorError
 from simulator.products import DEM_NODATA, DEM_RES_DEG, safe_name, write_safe
 from simulator.relief import PIXEL, dem_window
 from simulator.scene import CRS, MAX_SIDE, TRUTH_NODATA, X0, Y0, scene_origin

@@ -18,8 +18,8 @@ import h5py
 import numpy as np
 
 from common import owned
+from common.errors import SimulatorError
 from simulator import JOB
-from simulator.errors import SimulatorError
 from simulator.worlds import DEFAULT_WORLD, check_world, mountains_of, window_of
 from tiler.bands import BANDS, CONVENTION, TILE
 

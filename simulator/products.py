@@ -23,8 +23,8 @@ from rasterio.fill import fillnodata
 from rasterio.warp import reproject, transform_bounds
 
 from common import owned
+from common.errors import SimulatorError
 from simulator import JOB
-from simulator.errors import SimulatorError
 from simulator.l4s_release import L4S_RELEASE_SCALE
 from tiler.bands import CONVENTION, CONVENTION_TAG, L4S_RELEASE_CONVENTION, SPECTRAL
 

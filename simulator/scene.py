@@ -24,8 +24,8 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from common import owned
+from common.errors import SimulatorError
 from simulator import JOB
-from simulator.errors import SimulatorError
 from simulator.l4s_release import to_l4s_release
 from simulator.patches import ZONE
 from simulator.relief import PIXEL

@@ -5,8 +5,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from common.errors import SimulatorError
 from simulator import monsoon
-from simulator.errors import SimulatorError
 from simulator.relief import mountainness_at
 from simulator.world import simulate_window
 

@@ -14,6 +14,7 @@ import rasterio
 import rasterio.features
 import shapely
 
+from common.errors import InputError
 from jobs.infer import main
 from products.change import (
     LOSS,
@@ -27,7 +28,6 @@ from products.change import (
 from simulator.event import read_event, write_event
 from simulator.sky import SCL_UNUSABLE
 from tiler.bands import CONVENTION, L4S_RELEASE_CONVENTION
-from tiler.errors import InputError
 
 SIZE, OVERLAP = 512, 128
 

@@ -18,6 +18,7 @@ from PIL import Image
 from rasterio.crs import CRS
 
 from common import provenance
+from common.errors import OutputError
 from mapping.outputs import (
     OUTPUTS,
     OWNED,
@@ -30,7 +31,6 @@ from products.summary_figure import write_summary_figure
 from tests.data.model.data import make_bundle
 from tests.oracles import landslides_from, write_preview, write_probability, write_threshold
 from tiler.bands import BANDS
-from tiler.errors import OutputError
 from tiler.grid import Grid
 from tiler.predictions import PROBABILITY, open_predictions, prepare_predictions
 from tiler.store import create_store, mark_complete, write_block

@@ -15,10 +15,10 @@ import pytest
 import rasterio
 from rasterio.enums import Resampling
 
+from common.errors import InputError
 from jobs import infer as infer_job
 from jobs import tile as tile_job
 from simulator.event import read_event, write_event
-from tiler.errors import InputError
 from tiler.run import finish_plan, plan_store, tile_block
 from tiler.safe import read_safe
 from tiler.sources import resolve_input

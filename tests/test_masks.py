@@ -11,10 +11,10 @@ import pytest
 import rasterio
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 
+from common.errors import InputError, StoreError
 from jobs import tile as tile_job
 from simulator.event import read_event, write_event
 from tiler.blocks import read_block, read_block_counts
-from tiler.errors import InputError, StoreError
 from tiler.masks import SCL_EXCLUDED
 from tiler.run import finish_plan, plan_store, tile_block
 from tiler.sources import resolve_input

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import zarr
 
+from common.errors import BundleError
 from mapping.block import BlockJob, map_block
 from simulator.world import simulate_window
 from tests.data.model.data import make_bundle
@@ -30,7 +31,6 @@ from unet.bundle import (
     read_bundle,
     save_bundle,
 )
-from unet.errors import BundleError
 from unet.predict import cached_model, predict_window
 
 SIZE = 256

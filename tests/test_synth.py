@@ -285,7 +285,7 @@ def test_products_do_not_depend_on_the_stack_convention(scene, release_scene,
 
 
 def test_library_refuses_an_unknown_convention(tmp_path: Path) -> None:
-    from simulator.errors import SimulatorError
+    from common.errors import SimulatorError
 
     with pytest.raises(SimulatorError, match="convention"):
         write_scene(tmp_path / "s", 10, 10, convention="dn")
@@ -366,7 +366,7 @@ def test_cli_errors_are_one_line(tmp_path: Path, args: list[str]) -> None:
 
 
 def test_library_refuses_bad_arguments(tmp_path: Path) -> None:
-    from simulator.errors import SimulatorError
+    from common.errors import SimulatorError
 
     (tmp_path / "file").write_text("x")
     with pytest.raises(SimulatorError, match="height"):

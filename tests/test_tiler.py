@@ -17,9 +17,9 @@ from distributed import Client, LocalCluster
 from rasterio.transform import from_origin
 
 import tiler.run
+from common.errors import InputError, StoreError
 from jobs import tile as tile_job
 from tiler.bands import BANDS, CONVENTION
-from tiler.errors import InputError, StoreError
 from tiler.run import plan_store, run_plan, tile_scene
 from tiler.sources import resolve_input
 from tiler.store import load_block, mark_complete, open_tiles, read_tiled, store_attrs

@@ -16,9 +16,9 @@ from rasterio.shutil import copy as rio_copy
 from rasterio.transform import from_origin
 from rasterio.warp import transform as warp_points
 
+from common.errors import InputError, OutputError, StoreError
 from jobs import tile as tile_job
 from tiler.bands import BANDS, CONVENTION, CONVENTION_TAG, L4S_RELEASE_CONVENTION, SPECTRAL
-from tiler.errors import InputError, OutputError, StoreError
 from tiler.grid import Grid
 from tiler.run import tile_scene
 from tiler.safe import read_safe

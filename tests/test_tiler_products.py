@@ -19,10 +19,10 @@ from rasterio.transform import from_origin
 from rasterio.warp import reproject
 from rasterio.warp import transform as warp_transform
 
+from common.errors import InputError
 from jobs import tile as tile_job
 from simulator.products import write_band_files, write_dem, write_safe
 from tiler.bands import BANDS, SPECTRAL
-from tiler.errors import InputError
 from tiler.run import tile_scene
 from tiler.safe import read_safe
 from tiler.sources import B10_FILL_REFLECTANCE, resolve_input

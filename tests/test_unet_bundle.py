@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.errors import BundleError
 from unet.bundle import (
     BUNDLE_FILE,
     Bundle,
@@ -19,7 +20,6 @@ from unet.bundle import (
     save_bundle,
     write_json_atomic,
 )
-from unet.errors import BundleError
 from unet.model import build_unet
 
 BANDS = [f"b{i}" for i in range(5)]

@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
+from common.errors import DatasetError
 from unet.dataset import (
     check_samples,
     list_split,
@@ -16,7 +17,6 @@ from unet.dataset import (
     read_mask,
     train_val_split,
 )
-from unet.errors import DatasetError
 from unet.normalize import normalize_array, streamed_stats
 from unet.pipeline import augment_pair, make_dataset
 

@@ -77,7 +77,7 @@ def test_cli_world_option(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("world", WORLDS)
 def test_library_refuses_an_unknown_world(world: str, tmp_path: Path) -> None:
-    from simulator.errors import SimulatorError
+    from common.errors import SimulatorError
     from simulator.patches import write_patches
 
     with pytest.raises(SimulatorError, match="world"):

@@ -26,8 +26,8 @@ from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from common.errors import InputError
 from tiler.bands import BANDS
-from tiler.errors import InputError
 from tiler.grid import Grid
 from tiler.masks import apply_mask
 from tiler.sources import BandSource, SceneSpec

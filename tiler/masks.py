@@ -27,8 +27,8 @@ from rasterio.errors import RasterioError
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
+from common.errors import InputError
 from common.paths import resolved
-from tiler.errors import InputError
 from tiler.grid import Grid
 
 SCL_CLASSES: dict[int, str] = {

@@ -18,8 +18,8 @@ import numpy as np
 import zarr
 
 from common import provenance
+from common.errors import StoreError
 from common.provenance import Identity
-from tiler.errors import StoreError
 from tiler.grid import Grid
 from tiler.store import CODEC, store_attrs, store_grid
 

@@ -18,8 +18,8 @@ from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
+from common.errors import InputError
 from tiler.bands import CONVENTION, L4S_RELEASE_CONVENTION
-from tiler.errors import InputError
 
 if TYPE_CHECKING:
     from tiler.sources import BandSource

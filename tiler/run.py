@@ -13,8 +13,8 @@ from pathlib import Path
 from distributed import Client, as_completed
 
 from common import provenance
+from common.errors import InputError, StoreError
 from tiler.blocks import read_block_counts
-from tiler.errors import InputError, StoreError
 from tiler.grid import Grid
 from tiler.sources import SceneSpec, resolve_input
 from tiler.store import (

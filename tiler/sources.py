@@ -25,6 +25,7 @@ from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
 
 from common import provenance
+from common.errors import InputError
 from common.paths import resolved
 from common.provenance import Identity
 from tiler.bands import (
@@ -35,7 +36,6 @@ from tiler.bands import (
     SPECTRAL,
     TILE,
 )
-from tiler.errors import InputError
 from tiler.grid import Grid
 from tiler.gridding import TARGET_RES, check_metric_store_grid, crs_name, on_10m_grid
 from tiler.masks import MaskSource, file_mask, join_notes, scl_mask, unused_values_note

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import StoreError
 from tiler.bands import BANDS, SPECTRAL
-from tiler.errors import StoreError
 from tiler.grid import Grid
 from tiler.store import open_group
 

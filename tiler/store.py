@@ -21,9 +21,9 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from common import provenance
+from common.errors import OutputError, StoreError
 from common.provenance import Identity
 from tiler.bands import BANDS, CONVENTION, CONVENTIONS
-from tiler.errors import OutputError, StoreError
 from tiler.grid import Grid
 from tiler.masks import shares
 

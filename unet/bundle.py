@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from common import provenance
+from common.errors import BundleError
 from common.provenance import Identity
-from unet.errors import BundleError
 from unet.normalize import normalize_array
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from unet.errors import DatasetError
+from common.errors import DatasetError
 
 RELEASE_CONVENTION = "l4s-release"
 RELEASE_BANDS: tuple[str, ...] = tuple(f"B{i}" for i in range(1, 13)) + ("slope", "DEM")

@@ -16,9 +16,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common.errors import BundleError, DatasetError, UnetError
 from unet.bundle import BUNDLE_FILE, Bundle, normalize
 from unet.dataset import DatasetInfo, Sample, read_image, read_mask
-from unet.errors import BundleError, DatasetError, UnetError
 from unet.metrics import probability_histograms, scores
 
 _RAISED = re.compile(r"^\s*([\w.]*(?:Error|Exception)): (.+?)\s*$", re.M)

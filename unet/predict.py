@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import BundleError
 from unet.bundle import (
     MODEL_FILE,
     Bundle,
@@ -29,7 +30,6 @@ from unet.bundle import (
     load_bundle,
     model_identity,
 )
-from unet.errors import BundleError
 from unet.matplotlib_guard import matplotlib_kept_out
 from unet.quiet import import_tensorflow
 

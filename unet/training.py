@@ -32,10 +32,10 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
+from common.errors import UnetError
 from unet.bundle import Bundle, save_bundle, write_json_atomic
 from unet.config import PRECISIONS, TrainConfig
 from unet.dataset import check_samples, read_image, read_info, train_val_split
-from unet.errors import UnetError
 from unet.evaluation import input_batches
 from unet.loss import landslide_loss
 from unet.metrics import best_threshold, scores
