@@ -233,3 +233,29 @@ def test_pre_on_a_stack_that_is_not_reflectance_is_refused_before_any_work(small
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and stack in err and "NDVI" in err
     assert not (out / "tiles.zarr").exists() and not (out / "report.json").exists()
+
+
+def test_the_tiles_identity_covers_the_dem_the_conversion_and_the_convention(scene, tmp_path):
+    """What jobs.infer keys the tile store on: another DEM (or the same DEM edited in place),
+    another --quantification or --offset, another --convention give another identity, and
+    the refusal of a store says which."""
+    from simulator.products import write_band_files, write_dem
+    from tiler.sources import resolve_input
+
+    bands, dem = tmp_path / "bands", tmp_path / "dem.tif"
+    write_band_files(scene / "scene.tif", bands)
+    write_dem(scene / "scene.tif", dem)
+    base = resolve_input(bands, dem).identity()
+    assert resolve_input(bands, dem).identity().digest == base.digest  # stable
+    other = {"quantification": resolve_input(bands, dem, quantification=5000).identity(),
+             "offset": resolve_input(bands, dem, offset=-1000).identity()}
+    stack = str(scene / "scene.tif")
+    other["convention"] = resolve_input(stack, convention="l4s-release").identity()
+    assert resolve_input(stack).identity().digest != other["convention"].digest
+    with rasterio.open(dem, "r+") as dst:
+        dst.write(dst.read(1) + 50, 1)  # the DEM edited in place
+    other["dem"] = resolve_input(bands, dem).identity()
+    for name, identity in other.items():
+        assert identity.digest != base.digest, name
+    changed = provenance.differences(base.record, other["dem"].record)
+    assert changed == [f"{dem.resolve()}: modified since (size or time changed)"]
