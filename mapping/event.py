@@ -46,6 +46,7 @@ from mapping.scene import (
 )
 from products.inventory import SceneLayer, layer_crs, write_inventory
 from products.mosaic import write_mosaic_vrt
+from products.rasters import PROVENANCE_TAG
 from tiler.safe import looks_like_safe
 from tiler.store import is_store
 from unet.bundle import check_model_file, read_bundle
@@ -230,7 +231,8 @@ def _event_outputs(out: Path, base: MapRequest, requests: list[MapRequest], name
                                  provenance.ATTRIBUTE: identity.digest})
         inventory = {"landslides": count, "crs": target.to_string()}
         mosaic_note = write_mosaic_vrt([Path(r.out) / "probability.tif" for _, r in mapped],
-                                       work / "probability.vrt", out / "probability.vrt")
+                                       work / "probability.vrt", out / "probability.vrt",
+                                       {PROVENANCE_TAG: identity.digest})
     scenes = []
     for name, request, res in zip(names, requests, results, strict=True):
         entry = {"name": name, "input": request.input, "out": request.out,

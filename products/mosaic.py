@@ -18,7 +18,8 @@ import rasterio
 _TYPES = {"float32": "Float32", "uint8": "Byte", "float64": "Float64", "uint16": "UInt16"}
 
 
-def write_mosaic_vrt(rasters: list[Path], path: Path, final: Path | None = None) -> str | None:
+def write_mosaic_vrt(rasters: list[Path], path: Path, final: Path | None = None,
+                     tags: dict[str, str] | None = None) -> str | None:
     """Write ``path`` (a .vrt) over ``rasters``, which it names relative to ``final`` (where the
     VRT will be renamed to; default ``path``); returns None, or why no mosaic was written."""
     if not rasters:
@@ -57,7 +58,8 @@ def write_mosaic_vrt(rasters: list[Path], path: Path, final: Path | None = None)
     xml = (f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n'
            f"  <SRS>{escape(crs.to_wkt())}</SRS>\n"
            f"  <GeoTransform>{left!r}, {t0.a!r}, 0.0, {top!r}, 0.0, {t0.e!r}</GeoTransform>\n"
-           f'  <VRTRasterBand dataType="{_TYPES[dtype]}" band="1">\n'
+           + _metadata(tags or {})
+           + f'  <VRTRasterBand dataType="{_TYPES[dtype]}" band="1">\n'
            + (f"    <NoDataValue>{nd}</NoDataValue>\n" if nodata is not None else "")
            + "".join(sources) + "  </VRTRasterBand>\n</VRTDataset>\n")
     path.write_text(xml)
@@ -66,3 +68,11 @@ def write_mosaic_vrt(rasters: list[Path], path: Path, final: Path | None = None)
 
 def _whole(x: float) -> bool:
     return abs(x - round(x)) < 1e-6
+
+
+def _metadata(tags: dict[str, str]) -> str:
+    """The VRT's dataset metadata (what ``rasterio``'s ``tags()`` reads back)."""
+    if not tags:
+        return ""
+    items = "".join(f'    <MDI key="{escape(k)}">{escape(v)}</MDI>\n' for k, v in tags.items())
+    return f"  <Metadata>\n{items}  </Metadata>\n"

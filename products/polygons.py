@@ -10,6 +10,7 @@ block borders is unioned back into one polygon before the minimum area is applie
 """
 
 import contextlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,6 +289,8 @@ def write_polygons(path: Path, landslides: Landslides, crs_wkt: str, *,
         geoms = _to_wgs84(geoms, crs_wkt)
         crs_wkt = "EPSG:4326"
         options = {"RFC7946": "YES"}
+        if metadata:  # GeoJSON has no layer metadata: a member of the FeatureCollection
+            options["FOREIGN_MEMBERS_COLLECTION"] = json.dumps({"metadata": metadata})
     pyogrio.raw.write(
         str(path),
         geometry=np.array([shapely.to_wkb(p) for p in geoms], dtype=object),

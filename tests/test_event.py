@@ -116,6 +116,8 @@ def test_a_failing_scene_is_reported_and_a_rerun_redoes_only_it(granules, small_
         assert src.tags()["LANDSLIDE_PROVENANCE"] == scene_a["provenance"]["products"]["digest"]
     inventory = pyogrio.read_info(out / "inventory.gpkg")["layer_metadata"]
     assert inventory["provenance"] == report["provenance"]["event"]["digest"]
+    with rasterio.open(out / "probability.vrt") as vrt:
+        assert vrt.tags()["LANDSLIDE_PROVENANCE"] == report["provenance"]["event"]["digest"]
 
 
 def test_inputs_expand_from_folders_of_products_and_lists(tmp_path):

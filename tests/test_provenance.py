@@ -120,6 +120,9 @@ def test_an_option_that_changes_an_output_changes_its_identity(name, first, scen
     with rasterio.open(out / "mask.tif") as src:
         assert src.tags()[PROVENANCE_TAG] == digest
     report = json.loads((out / "report.json").read_text())
+    if name == "vector-format":
+        geojson = json.loads((out / "landslides.geojson").read_text())
+        assert geojson["metadata"]["provenance"] == digest
     predicted_again = name in ("tta", "halo", "offset")
     assert (report["blocks"]["computed"] > 0) == predicted_again
     assert (report["provenance"]["predictions"]["digest"]
