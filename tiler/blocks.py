@@ -62,6 +62,11 @@ def read_band(src: BandSource, grid: Grid, window: Window) -> np.ndarray:
 
     A file that fails to decode (truncated GeoTIFF or JP2, a disk error) raises InputError
     naming the file, so the job's user reads one line, not a worker's traceback."""
+    return _converted(_read_file(src, grid, window), src)
+
+
+def _read_file(src: BandSource, grid: Grid, window: Window) -> np.ndarray:
+    """The file's values (float32, NaN off the file) of ``window``, unconverted."""
     try:
         raw = _read_raw(src, grid, window)
     except (RasterioError, CPLE_BaseError) as exc:
@@ -70,7 +75,12 @@ def read_band(src: BandSource, grid: Grid, window: Window) -> np.ndarray:
                          f"{window.row_off}..{window.row_off + window.height}, cols "
                          f"{window.col_off}..{window.col_off + window.width} of the scene grid "
                          f"(truncated or corrupt file? {first})") from None
-    raw = raw.astype("float32", copy=False)
+    return raw.astype("float32", copy=False)
+
+
+def _converted(raw: np.ndarray, src: BandSource) -> np.ndarray:
+    """File values in the convention: ``nodata`` -> NaN, (raw + offset) / quantification.
+    Modifies ``raw``."""
     if src.nodata is not None:
         raw[raw == src.nodata] = np.nan
     if src.offset or src.quantification != 1.0:
@@ -148,8 +158,9 @@ def read_dem_and_slope(src: BandSource, grid: Grid, window: Window) -> tuple[np.
 def read_block(spec: SceneSpec, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
     """Image float32 (14, h, w) (0 where invalid) and valid uint8 (h, w) of block (row, col).
 
-    A pixel is valid when it lies in the unpadded scene, all 14 bands are finite and the
-    scene's mask (``spec.mask``) does not exclude it.
+    A pixel is valid when it lies in the unpadded scene, all 14 bands are finite, not every
+    spectral band read from a file is 0 there, and the scene's mask (``spec.mask``) does not
+    exclude it.
     """
     image, valid, _ = read_block_counts(spec, row, col)
     return image, valid
@@ -163,10 +174,15 @@ def read_block_counts(spec: SceneSpec, row: int, col: int) -> tuple[np.ndarray, 
     window = grid.block_window(row, col)
     h, w = int(window.height), int(window.width)
     image = np.empty((len(BANDS), h, w), dtype="float32")
+    # 0 in every spectral band read from a file is not an Earth surface but a fill that the
+    # file does not declare (a swath edge): nodata (tiler.sources.ALL_ZERO_IS_NODATA).
+    zero = np.ones((h, w), dtype=bool)
     with rasterio.Env(**GDAL_ENV):
         for i, src in enumerate(spec.bands):
             if isinstance(src, BandSource):
-                image[i] = read_band(src, grid, window)
+                raw = _read_file(src, grid, window)
+                zero &= raw == 0
+                image[i] = _converted(raw, src)
             else:
                 image[i] = np.float32(src)
         if spec.slope is not None:
@@ -175,6 +191,8 @@ def read_block_counts(spec: SceneSpec, row: int, col: int) -> tuple[np.ndarray, 
         else:
             image[13], image[12] = read_dem_and_slope(spec.dem, grid, window)
     valid = np.isfinite(image).all(axis=0)
+    if any(isinstance(src, BandSource) for src in spec.bands):
+        valid &= ~zero
     scene = np.ones((h, w), dtype=bool)
     scene[max(grid.height - window.row_off, 0):, :] = False
     scene[:, max(grid.width - window.col_off, 0):] = False

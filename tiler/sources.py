@@ -59,6 +59,16 @@ and records ``b10_filled`` in the store's ``source`` attribute whenever it appli
 
 DEFAULT_QUANTIFICATION = 10000.0
 """Sentinel-2 digital numbers per unit of reflectance: the default for integer band files."""
+MIN_DATA_SHARE = 0.001
+"""A scene whose sampled pixels hold data in under this share (0.1%: stray pixels in a fill,
+not a sliver of a granule) is refused as empty."""
+ALL_ZERO_IS_NODATA = "0 in every spectral band read from a file is nodata"
+"""The one rule for a no-data fill the file does not declare (a zero-filled swath edge, of any
+data type): 0 is not an Earth surface in every band at once. ``tiler.blocks`` applies it to
+every block; it is part of the tiles' identity."""
+NOTES = "notes"
+"""Key of ``SceneSpec.details`` for the resolver's one-line notes (joined into the mask note,
+then dropped: the store keeps them as ``source.mask.note``)."""
 FOOTPRINT_TOLERANCE_M = 60.0
 """Bands of one product cover one footprint: edges may differ by at most one 60 m pixel."""
 
@@ -127,6 +137,7 @@ class SceneSpec:
             "mask": asdict(self.mask) if self.mask is not None else None,
             "grid": asdict(self.grid),
             "convention": self.convention,
+            "nodata_rule": ALL_ZERO_IS_NODATA,
         })
 
     def source_record(self) -> dict:
@@ -161,36 +172,87 @@ def _bounds_in(ds: rasterio.DatasetReader, crs_wkt: str) -> tuple:
     return transform_bounds(ds.crs, dst, *ds.bounds, densify_pts=21)
 
 
-def _all_nodata(raw: np.ndarray, nodata: float | None) -> bool:
-    bad = ~np.isfinite(raw)
-    if nodata is not None:
-        bad |= raw == nodata
-    return bool(bad.all())
+def _check_not_empty(bands: Sequence[BandSource | float],
+                     silent: float | None) -> str | None:
+    """Refuse a scene with no data, or almost none (under MIN_DATA_SHARE of the sampled
+    pixels): nodata in B2, or 0 in every spectral band (ALL_ZERO_IS_NODATA). Returns a note
+    when pixels 0 in every spectral band were seen that are not ``silent`` (the file's declared
+    nodata; for integer band files, Sentinel-2's DN 0) in B2.
 
-
-def _check_not_empty(path: str | Path, src: BandSource) -> None:
-    """Refuse an all-nodata scene. A few small windows usually find data at once; only when
-    they do not, one decimated read of the band (overviews for JP2/COG) decides."""
+    A few small windows of B2 (of every spectral band for a stack: one file) usually decide at
+    once; only when they find too little data, or 0s in a band file's B2, one decimated read
+    of every spectral band (overviews for JP2/COG) decides."""
+    files = [b for b in bands if isinstance(b, BandSource)]
+    b2 = bands[1]
+    assert isinstance(b2, BandSource)
     try:
-        _find_data(path, src)
+        share, zeros = _sampled_data(b2, files, silent)
     except (RasterioError, CPLE_BaseError) as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise InputError(f"{path}: cannot read (truncated or corrupt file? {first})") from None
+        raise InputError(f"{b2.path}: cannot read (truncated or corrupt file? {first})") from None
+    also = " or 0 in every spectral band" if zeros else ""
+    if share == 0:
+        raise InputError(f"{b2.path}: the scene is empty (every pixel is nodata{also})")
+    if share < MIN_DATA_SHARE:
+        raise InputError(f"{b2.path}: the scene is nearly empty: {_pct(share)} of the sampled "
+                         f"pixels hold data, the others are nodata{also}")
+    if not zeros:
+        return None
+    return (f"{b2.path}: {_pct(zeros)} of the sampled pixels are 0 in every spectral band, a "
+            f"no-data fill the file does not declare (e.g. a swath edge): they are nodata")
 
 
-def _find_data(path: str | Path, src: BandSource) -> None:
-    with _open(path) as ds:
-        step_y, step_x = max(ds.height // 8, 1), max(ds.width // 8, 1)
-        for y in range(step_y // 2, ds.height, step_y):
-            for x in range(step_x // 2, ds.width, step_x):
-                win = Window(x, y, min(16, ds.width - x), min(16, ds.height - y))
-                raw = ds.read(src.index, window=win).astype("float64")
-                if not _all_nodata(raw, src.nodata):
-                    return
+def _pct(share: float) -> str:
+    return f"{share:.0%}" if share >= 0.01 else f"{share:.2%}"
+
+
+def _sampled_data(b2: BandSource, files: list[BandSource],
+                  silent: float | None) -> tuple[float, float]:
+    """(share of the sampled pixels holding data, share 0 in every spectral band but not
+    ``silent`` in B2)."""
+    stack = all(f.path == b2.path for f in files)
+    indexes = [f.index for f in files] if stack else [b2.index]
+    with _open(b2.path) as ds:
         shape = (min(ds.height, 512), min(ds.width, 512))
-        raw = ds.read(src.index, out_shape=shape).astype("float64")
-    if _all_nodata(raw, src.nodata):
-        raise InputError(f"{path}: the scene is empty (every pixel is nodata)")
+        h, w = min(16, ds.height), min(16, ds.width)
+        ys = sorted({int(v) for v in np.linspace(0, ds.height - h, 9)})
+        xs = sorted({int(v) for v in np.linspace(0, ds.width - w, 9)})
+        raw = np.stack([ds.read(indexes, window=Window(x, y, w, h), out_dtype="float64")
+                        for y in ys for x in xs], axis=1)
+    b2_raw = raw[indexes.index(b2.index)]
+    share, zeros = _shares(b2_raw, b2, raw if stack else b2_raw[None], silent)
+    if stack and share >= MIN_DATA_SHARE:
+        return share, zeros
+    if not stack and share >= MIN_DATA_SHARE and not _unsilent_zeros(b2_raw, silent).any():
+        return share, zeros
+    # Too little data in the windows, or 0s in a band file's B2: all bands, decimated.
+    if stack:
+        with _open(b2.path) as ds:
+            raw = ds.read(indexes, out_shape=(len(indexes), *shape), out_dtype="float64")
+    else:
+        layers = []
+        for f in files:
+            with _open(f.path) as ds:
+                layers.append(ds.read(f.index, out_shape=shape, out_dtype="float64"))
+        raw = np.stack(layers)
+    b2_raw = raw[[f.path for f in files].index(b2.path) if not stack
+                 else indexes.index(b2.index)]
+    return _shares(b2_raw, b2, raw, silent)
+
+
+def _unsilent_zeros(b2_raw: np.ndarray, silent: float | None) -> np.ndarray:
+    return (b2_raw == 0) if silent != 0 else np.zeros(b2_raw.shape, dtype=bool)
+
+
+def _shares(b2_raw: np.ndarray, b2: BandSource, raw: np.ndarray,
+            silent: float | None) -> tuple[float, float]:
+    ok = np.isfinite(b2_raw)
+    if b2.nodata is not None:
+        ok &= b2_raw != b2.nodata
+    zero = (raw == 0).all(axis=0)
+    n = max(b2_raw.size, 1)
+    return (float((ok & ~zero).sum()) / n,
+            float((zero & _unsilent_zeros(b2_raw, silent)).sum()) / n)
 
 
 def _finite_nodata(ds: rasterio.DatasetReader) -> float | None:
@@ -220,20 +282,24 @@ def _stack_spec(path: Path, dem: Path | None, conv: Conversion,
                 f"{path}: {ds.count} bands, expected {len(BANDS)} ({', '.join(BANDS)})")
         native = _grid_of(ds, path)
         nodata = _finite_nodata(ds)
+        declared = ds.nodata
+        integer = np.issubdtype(np.dtype(ds.dtypes[0]), np.integer)
         tag = ds.tags().get(CONVENTION_TAG)
     convention = _stack_convention(path, tag, conv)
     if dem is not None:
         log.warning("%s is a stacked scene with its own DEM band: --dem %s is ignored", path, dem)
     offset = conv.offset if conv.offset is not None else 0.0
     q = conv.quantification if conv.quantification is not None else 1.0
-    srcs = [BandSource(str(path), i + 1, offset, q, nodata) if i < len(SPECTRAL)
+    # Digital numbers, as in band files: 0 = nodata of the spectral bands unless declared.
+    spectral_nodata = nodata if nodata is not None or not integer else 0.0
+    srcs = [BandSource(str(path), i + 1, offset, q, spectral_nodata) if i < len(SPECTRAL)
             else BandSource(str(path), i + 1, nodata=nodata) for i in range(len(BANDS))]
-    _check_not_empty(path, srcs[1])
+    zero_note = _check_not_empty(srcs[:12], declared)
     grid, grid_record, region = _grid_for(native, target, path)
     medians = check_radiometry(convention, dict(zip(SPECTRAL, srcs[:12], strict=True)),
                                srcs[12], "stack")
     details = {"dem": None, "grid": grid_record, "conversion": _conversion_record(srcs[:12]),
-               "sampled_medians": medians, "footprint": region}
+               "sampled_medians": medians, "footprint": region, NOTES: [zero_note]}
     return SceneSpec("stack", str(path), grid, tuple(srcs[:12]), srcs[13], srcs[12], details,
                      convention)
 
@@ -263,8 +329,10 @@ def _band_sources(files: dict[str, Path], where: Path, offsets: dict[str, float]
             if ds.crs is None:
                 raise InputError(f"{f}: band {band} has no CRS")
             integer = np.issubdtype(np.dtype(ds.dtypes[0]), np.integer)
-            # Digital numbers: 0 = nodata for Sentinel-2 bands.
-            nodata = 0.0 if integer else _finite_nodata(ds)
+            # Digital numbers: 0 = nodata for Sentinel-2 bands, unless the file declares its own.
+            nodata = _finite_nodata(ds)
+            if nodata is None and integer:
+                nodata = 0.0
         q = quantification if quantification is not None else (
             DEFAULT_QUANTIFICATION if integer else 1.0)
         offset = offsets.get(band, 0.0) if offsets is not None else 0.0
@@ -373,7 +441,7 @@ def _bands_folder_spec(folder: Path, dem: Path | None, conv: Conversion,
     bands, filled = _band_sources(files, folder, offsets, conv.quantification)
     _check_footprints(bands, native, grid)
     dem_src = _dem_source(dem, grid, folder, region)
-    _check_not_empty(bands[1].path, bands[1])
+    zero_note = _check_not_empty(bands, bands[1].nodata)
     medians = check_radiometry(CONVENTION, _spectral_sources(bands), None, "bands")
     if filled:
         log.warning("%s: no %s file: filled with the constant reflectance %s "
@@ -381,7 +449,8 @@ def _bands_folder_spec(folder: Path, dem: Path | None, conv: Conversion,
                     B10_FILL_REFLECTANCE)
     details = {"dem": str(dem), "grid": grid_record, "conversion": _conversion_record(bands),
                "sampled_medians": medians,
-               "b10_filled": B10_FILL_REFLECTANCE if filled else None, "footprint": region}
+               "b10_filled": B10_FILL_REFLECTANCE if filled else None, "footprint": region,
+               NOTES: [zero_note]}
     return SceneSpec("bands", str(folder), grid, bands, dem_src, None, details)
 
 
@@ -408,7 +477,7 @@ def _safe_spec(folder: Path, dem: Path | None, conv: Conversion,
     bands, filled = _band_sources(files, folder, product.offsets, product.quantification)
     _check_footprints(bands, native, grid)
     dem_src = _dem_source(dem, grid, folder, region)
-    _check_not_empty(bands[1].path, bands[1])
+    zero_note = _check_not_empty(bands, bands[1].nodata)
     medians = check_radiometry(CONVENTION, _spectral_sources(bands), None, "safe")
     if filled:
         log.warning("%s: %s product has no %s: filled with the constant reflectance %s "
@@ -420,7 +489,7 @@ def _safe_spec(folder: Path, dem: Path | None, conv: Conversion,
                "conversion": _conversion_record(bands), "sampled_medians": medians,
                "b10_filled": B10_FILL_REFLECTANCE if filled else None, "footprint": region,
                "scl": str(product.scl) if product.scl is not None else None,
-               "resolution_note": coarse_note(product)}
+               "resolution_note": coarse_note(product), NOTES: [zero_note]}
     return SceneSpec("safe", str(folder), grid, bands, dem_src, None, details)
 
 
@@ -470,13 +539,13 @@ def _with_mask(spec: SceneSpec, mask: str | Path | None,
             note = (f"{spec.source}: no SCL file (IMG_DATA/R20m/*_SCL_20m.jp2) in this L2A "
                     f"product: clouds, cloud shadows and snow are not masked")
     note = join_notes(note, unused_values_note(src) if src is not None else None,
-                      spec.details.get("resolution_note"))
+                      spec.details.get("resolution_note"), *spec.details.get(NOTES, ()))
     if src is None and values is not None:
         raise InputError(f"{spec.source}: --mask-values needs a mask: --mask FILE, or an L2A "
                          f"product with its SCL; this input has none")
     record = src.record() if src is not None else {"kind": None, "path": None,
                                                    "excluded_values": []}
-    details = {k: v for k, v in spec.details.items() if k != "scl"}
+    details = {k: v for k, v in spec.details.items() if k not in ("scl", NOTES)}
     details["mask"] = {**record, "note": note}
     return replace(spec, mask=src, details=details)
 
