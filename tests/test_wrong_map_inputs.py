@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 
 from common.errors import InputError
 from jobs import tile as tile_job
@@ -180,3 +181,45 @@ def test_integer_band_files_keep_their_declared_nodata(scene, tmp_path):
 def test_normal_inputs_give_no_note(scene):
     assert resolve_input(scene / "scene.tif").mask_note is None
     assert resolve_input(scene / "bands", scene / "dem.tif").mask_note is None
+
+
+# -- 2. a band of a folder not on the product's grid ------------------------------------------
+
+def _shifted(scene: Path, folder: Path, band: str, dx: float, dy: float = 0.0) -> Path:
+    """The scene's band files with ``band``'s georeference moved ``dx`` m east, ``dy`` north."""
+    shutil.copytree(scene / "bands", folder)
+    name = next(f for f in folder.glob("*.tif") if f"_B{int(band[1:]):02d}_" in f.name)
+    with rasterio.open(name, "r+") as ds:
+        ds.transform = Affine.translation(dx, dy) * ds.transform
+    return name
+
+
+@pytest.mark.parametrize("band, dx, dy", [("B3", 40.0, 0.0), ("B11", 40.0, 0.0),
+                                          ("B9", 40.0, 0.0), ("B5", 0.0, -25.0),
+                                          ("B8", 10.0, 0.0)])
+def test_a_band_shifted_within_the_footprint_tolerance_is_refused(scene, tmp_path, band, dx,
+                                                                   dy):
+    path = _shifted(scene, tmp_path / "bands", band, dx, dy)
+    with pytest.raises(InputError) as err:
+        resolve_input(tmp_path / "bands", scene / "dem.tif")
+    assert str(err.value) == (f"{path}: band {band} is misregistered: its origin is {dx:+.1f} m "
+                              f"east and {dy:+.1f} m north of B2's (bands of one product are "
+                              f"on one grid: their origins agree to 1 m)")
+
+
+def test_a_band_shifted_by_a_fraction_of_a_metre_is_accepted(scene, tmp_path):
+    _shifted(scene, tmp_path / "bands", "B11", 0.4, -0.3)
+    spec = resolve_input(tmp_path / "bands", scene / "dem.tif")
+    assert spec.grid == resolve_input(scene / "bands", scene / "dem.tif").grid
+
+
+def test_jobs_tile_refuses_a_shifted_band_in_one_line(scene, tmp_path, capsys):
+    path = _shifted(scene, tmp_path / "bands", "B4", -40.0)
+    out = tmp_path / "s.zarr"
+    assert tile_job.main([str(tmp_path / "bands"), "--dem", str(scene / "dem.tif"), "--out",
+                          str(out), "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"python -m jobs.tile: error: {path}: band B4 is misregistered: its origin is -40.0 m "
+        f"east and +0.0 m north of B2's (bands of one product are on one grid: their origins "
+        f"agree to 1 m)"]
+    assert not out.exists()

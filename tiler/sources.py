@@ -22,6 +22,7 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.warp import reproject, transform_bounds
+from rasterio.warp import transform as warp_points
 from rasterio.windows import Window
 
 from common import provenance
@@ -71,6 +72,11 @@ NOTES = "notes"
 then dropped: the store keeps them as ``source.mask.note``)."""
 FOOTPRINT_TOLERANCE_M = 60.0
 """Bands of one product cover one footprint: edges may differ by at most one 60 m pixel."""
+LATTICE_TOLERANCE_M = 1.0
+"""Bands of one product are on one grid: a band's origin (in B2's CRS) is B2's, to a tenth of
+a 10 m pixel. The 20 m and 60 m lattices of a Sentinel-2 granule start at its corner too, so a
+band whose origin is elsewhere (40 m east: within the footprint's tolerance) is misregistered,
+whatever its pixel size."""
 
 
 @dataclass(frozen=True)
@@ -343,18 +349,40 @@ def _band_sources(files: dict[str, Path], where: Path, offsets: dict[str, float]
 
 def _check_footprints(bands: tuple, files_grid: Grid, grid: Grid) -> None:
     """Every band file covers B2's footprint, to one 60 m pixel (compared in the grid's
-    metres): a cropped or shifted band would silently shrink the valid area."""
+    metres): a cropped or shifted band would silently shrink the valid area. A band in B2's
+    CRS is on the product's grid: its origin is B2's, to LATTICE_TOLERANCE_M (a 10/20/60 m
+    band shifted by less than the footprint's tolerance is misregistered)."""
     ref = _fmt_bounds_in(files_grid, grid)
+    native = CRS.from_wkt(files_grid.crs_wkt)
     for band, src in zip(SPECTRAL, bands, strict=True):
         if not isinstance(src, BandSource) or band == "B2":
             continue
         with _open(src.path) as ds:
             b = _bounds_in(ds, grid.crs_wkt)
+            origin = (ds.transform.c, ds.transform.f) if ds.crs == native else None
         off = max(abs(x - y) for x, y in zip(b, ref, strict=True))
         if off > FOOTPRINT_TOLERANCE_M:
             raise InputError(f"{src.path}: band {band} covers {_fmt(b)}, not B2's footprint "
                              f"{_fmt(ref)} (edges {off:.0f} m apart; bands of one product must "
                              f"cover the same footprint to {FOOTPRINT_TOLERANCE_M:g} m)")
+        if origin is not None:
+            _check_origin(src.path, band, origin, files_grid, grid)
+
+
+def _check_origin(path: str, band: str, origin: tuple[float, float], files_grid: Grid,
+                  grid: Grid) -> None:
+    """Refuse a band whose origin (in B2's CRS) is not B2's: the offset in the grid's metres."""
+    ref = (files_grid.transform[2], files_grid.transform[5])
+    src, dst = CRS.from_wkt(files_grid.crs_wkt), CRS.from_wkt(grid.crs_wkt)
+    if src == dst:
+        dx, dy = origin[0] - ref[0], origin[1] - ref[1]
+    else:
+        xs, ys = warp_points(src, dst, [ref[0], origin[0]], [ref[1], origin[1]])
+        dx, dy = xs[1] - xs[0], ys[1] - ys[0]
+    if max(abs(dx), abs(dy)) > LATTICE_TOLERANCE_M:
+        raise InputError(f"{path}: band {band} is misregistered: its origin is {dx:+.1f} m "
+                         f"east and {dy:+.1f} m north of B2's (bands of one product are on one "
+                         f"grid: their origins agree to {LATTICE_TOLERANCE_M:g} m)")
 
 
 def _fmt_bounds_in(native: Grid, grid: Grid) -> tuple:
