@@ -10,6 +10,7 @@ a block (``tiler.blocks``): no cluster, no model.
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +224,82 @@ def test_jobs_tile_refuses_a_shifted_band_in_one_line(scene, tmp_path, capsys):
         f"east and +0.0 m north of B2's (bands of one product are on one grid: their origins "
         f"agree to 1 m)"]
     assert not out.exists()
+
+
+# -- 3. a DEM in feet ---------------------------------------------------------------------------
+
+def _dem_in_feet(scene: Path, path: Path, foot: float = 0.3048, lift: float = 0.0, *,
+                 unit: str | None = None, tags: dict | None = None) -> Path:
+    """The scene's DEM (+ ``lift`` m) in feet (float32), its unit type ``unit``, ``tags``."""
+    with rasterio.open(scene / "dem.tif") as ds:
+        m = ds.read(1).astype("float64")
+        nodata = ds.nodata
+    ft = np.where(m == nodata, -32768, (m + lift) / foot).astype("float32")
+    _copy(scene / "dem.tif", path, ft[None], nodata=-32768)
+    with rasterio.open(path, "r+") as ds:
+        if unit is not None:
+            ds.units = (unit,)
+        if tags:
+            ds.update_tags(**tags)
+    return path
+
+
+def _dem_and_slope(spec) -> tuple[np.ndarray, np.ndarray]:
+    image, valid = read_block(spec, 0, 0)
+    ok = valid[:H, :W].astype(bool)
+    return image[13, :H, :W][ok], image[12, :H, :W][ok]
+
+
+@pytest.mark.parametrize("unit, tags, foot, said", [
+    ("ft", None, 0.3048, "ft (its band unit type)"),
+    (None, {"UNITS": "ft"}, 0.3048, "ft (its UNITS=ft tag)"),
+    ("US survey foot", None, 1200 / 3937, "US survey foot (its band unit type)"),
+])
+def test_a_dem_in_feet_that_says_so_is_converted_to_metres(scene, tmp_path, unit, tags, foot,
+                                                           said):
+    dem = _dem_in_feet(scene, tmp_path / "dem_ft.tif", foot, unit=unit, tags=tags)
+    spec = resolve_input(scene / "bands", dem)
+    metres = resolve_input(scene / "bands", scene / "dem.tif")
+    assert spec.dem.unit_scale == pytest.approx(foot)
+    (z, slope), (z_m, slope_m) = _dem_and_slope(spec), _dem_and_slope(metres)
+    np.testing.assert_allclose(z, z_m, atol=0.01)
+    np.testing.assert_allclose(slope, slope_m, atol=0.01)  # degrees of the ground, not x3.28
+    assert spec.mask_note == f"{dem}: the DEM is in {said}: converted to metres (x {foot:.10g})"
+    # the conversion is part of the tiles' identity
+    assert spec.identity().record["dem"]["unit_scale"] == pytest.approx(foot)
+    unconverted = replace(spec, dem=replace(spec.dem, unit_scale=1.0))
+    assert unconverted.identity().digest != spec.identity().digest
+
+
+def test_a_dem_in_metres_is_as_it_was(scene, tmp_path):
+    dem = _dem_in_feet(scene, tmp_path / "dem_m.tif", 1.0, unit="metre")
+    spec = resolve_input(scene / "bands", dem)
+    assert spec.dem.unit_scale == 1.0 and spec.mask_note is None
+    plain = resolve_input(scene / "bands", scene / "dem.tif")
+    np.testing.assert_array_equal(_dem_and_slope(spec)[1], _dem_and_slope(plain)[1])
+
+
+def test_an_undeclared_dem_in_feet_above_everest_is_named(scene, tmp_path, capsys):
+    dem = _dem_in_feet(scene, tmp_path / "dem_ft.tif", lift=2500.0)  # a Himalayan scene
+    spec = resolve_input(scene / "bands", dem)
+    assert spec.dem.unit_scale == 1.0  # not refused, not converted
+    note = spec.mask_note
+    assert note is not None and "\n" not in note
+    assert note.startswith(f"{dem}: the DEM reaches ")
+    assert note.endswith(" m over the scene, above any height on Earth (Everest: 8849 m): "
+                         "check its unit; its unit is not declared: if it is in feet, declare "
+                         "it (gdal_edit -units ft FILE)")
+    assert spec.source_record()["mask"]["note"] == note
+
+
+@pytest.mark.parametrize("unit, tags, problem", [
+    ("furlong", None, "the DEM's unit 'furlong' (band unit type) is not metres, feet or US "
+                      "survey feet: cannot convert its heights to metres"),
+    ("m", {"UNITS": "ft"}, "the DEM's units disagree: 'm' (band unit type), 'ft' (UNITS=ft "
+                           "tag)"),
+])
+def test_a_dem_unit_that_cannot_be_honoured_is_refused(scene, tmp_path, unit, tags, problem):
+    dem = _dem_in_feet(scene, tmp_path / "dem.tif", unit=unit, tags=tags)
+    with pytest.raises(InputError) as err:
+        resolve_input(scene / "bands", dem)
+    assert str(err.value) == f"{dem}: {problem}"

@@ -79,12 +79,14 @@ def _read_file(src: BandSource, grid: Grid, window: Window) -> np.ndarray:
 
 
 def _converted(raw: np.ndarray, src: BandSource) -> np.ndarray:
-    """File values in the convention: ``nodata`` -> NaN, (raw + offset) / quantification.
-    Modifies ``raw``."""
+    """File values in the convention: ``nodata`` -> NaN, (raw + offset) / quantification, then
+    x ``unit_scale`` (a DEM in feet). Modifies ``raw``."""
     if src.nodata is not None:
         raw[raw == src.nodata] = np.nan
     if src.offset or src.quantification != 1.0:
         raw = (raw + np.float32(src.offset)) / np.float32(src.quantification)
+    if src.unit_scale != 1.0:
+        raw = raw * np.float32(src.unit_scale)
     return raw
 
 

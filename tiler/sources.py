@@ -67,6 +67,12 @@ ALL_ZERO_IS_NODATA = "0 in every spectral band read from a file is nodata"
 """The one rule for a no-data fill the file does not declare (a zero-filled swath edge, of any
 data type): 0 is not an Earth surface in every band at once. ``tiler.blocks`` applies it to
 every block; it is part of the tiles' identity."""
+FOOT_M = 0.3048
+US_SURVEY_FOOT_M = 1200 / 3937
+MAX_ELEVATION_M = 8900.0
+"""Above Everest (8849 m): a DEM reaching higher over a scene is not in metres (feet?)."""
+MIN_ELEVATION_M = -11000.0
+"""Below the Challenger Deep (-10935 m)."""
 NOTES = "notes"
 """Key of ``SceneSpec.details`` for the resolver's one-line notes (joined into the mask note,
 then dropped: the store keeps them as ``source.mask.note``)."""
@@ -95,7 +101,9 @@ class Conversion:
 
 @dataclass(frozen=True)
 class BandSource:
-    """One band of one raster: value = (raw + offset) / quantification; ``nodata`` raw -> NaN."""
+    """One band of one raster: value = (raw + offset) / quantification x unit_scale;
+    ``nodata`` raw -> NaN. ``unit_scale``: the project's units per unit of the file (a DEM in
+    feet: 0.3048 metres per foot)."""
 
     path: str
     index: int = 1
@@ -103,6 +111,7 @@ class BandSource:
     quantification: float = 1.0
     nodata: float | None = None
     resampling: str = "bilinear"
+    unit_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -393,9 +402,11 @@ def _fmt_bounds_in(native: Grid, grid: Grid) -> tuple:
 
 
 def _dem_source(dem: Path | None, grid: Grid, where: Path,
-                region: tuple | None = None) -> BandSource:
+                region: tuple | None = None) -> tuple[BandSource, str | None]:
     """The DEM, which must cover ``region`` (the scene's footprint on ``grid``; None: the
-    whole grid) and hold data there."""
+    whole grid) and hold data there, converted to metres when its declared unit is feet; and
+    a note when it was converted, or when its heights over the scene are no heights on Earth
+    in metres (a DEM in feet that does not say so)."""
     if dem is None:
         raise InputError(f"{where}: per-band and SAFE input need --dem (a DEM raster)")
     with _open(dem) as ds:
@@ -403,20 +414,69 @@ def _dem_source(dem: Path | None, grid: Grid, where: Path,
             raise InputError(f"{dem}: DEM has no CRS")
         nodata = _finite_nodata(ds)
         b = _bounds_in(ds, grid.crs_wkt)
+        unit, where, scale = _dem_unit(ds, dem)
     s = tuple(region) if region is not None else grid.bounds()
     tol = 0.5 * max(grid.res)
     if not (b[0] <= s[0] + tol and b[1] <= s[1] + tol and b[2] >= s[2] - tol
             and b[3] >= s[3] - tol):
         raise InputError(f"{dem}: the DEM does not cover the scene (DEM bounds {_fmt(b)} vs "
                          f"scene {_fmt(s)} in the scene CRS)")
-    src = BandSource(str(dem), 1, 0.0, 1.0, nodata)
-    _check_dem_has_data(src, grid)
-    return src
+    src = BandSource(str(dem), 1, 0.0, 1.0, nodata, unit_scale=scale)
+    heights = _check_dem_has_data(src, grid)
+    converted = (f"{dem}: the DEM is in {unit} (its {where}): converted to metres "
+                 f"(x {scale:.10g})" if scale != 1.0 else None)
+    low, high = float(np.nanmin(heights)), float(np.nanmax(heights))
+    if high <= MAX_ELEVATION_M and low >= MIN_ELEVATION_M:
+        return src, converted
+    what = (f"reaches {high:.0f} m over the scene, above any height on Earth (Everest: 8849 m)"
+            if high > MAX_ELEVATION_M else
+            f"reaches {low:.0f} m over the scene, below any depth on Earth (-10935 m)")
+    hint = (f"its unit is {unit} ({where})" if unit is not None else
+            "its unit is not declared: if it is in feet, declare it (gdal_edit -units ft FILE)")
+    return src, join_notes(converted, f"{dem}: the DEM {what}: check its unit; {hint}")
 
 
-def _check_dem_has_data(src: BandSource, grid: Grid, size: int = 256) -> None:
+def _dem_unit(ds: rasterio.DatasetReader, path: Path) -> tuple[str | None, str, float]:
+    """The DEM's unit as declared (band unit type, else a ``UNITS`` metadata item of the band
+    or the dataset), where it was declared, and metres per unit (1 when undeclared). A unit
+    that is not metres, feet or US survey feet, or two that disagree, are refused."""
+    declared = [(ds.units[0] if ds.units else None, "band unit type"),
+                *((v, f"{k}={v} tag") for tags in (ds.tags(1), ds.tags())
+                  for k, v in tags.items() if k.lower() in ("units", "unit"))]
+    found = [(u.strip(), where, _metres_per(u)) for u, where in declared if u and u.strip()]
+    if not found:
+        return None, "", 1.0
+    for unit, where, scale in found:
+        if scale is None:
+            raise InputError(f"{path}: the DEM's unit {unit!r} ({where}) is not metres, feet "
+                             f"or US survey feet: cannot convert its heights to metres")
+    if len({scale for _, _, scale in found}) > 1:
+        listed = ", ".join(f"{u!r} ({w})" for u, w, _ in found)
+        raise InputError(f"{path}: the DEM's units disagree: {listed}")
+    return found[0][0], found[0][1], found[0][2]
+
+
+def _metres_per(unit: str) -> float | None:
+    """Metres per ``unit`` (as GDAL, EPSG and exporters spell metres, feet and US survey feet),
+    None when it is none of them."""
+    u = " ".join(unit.lower().replace("_", " ").replace("-", " ").replace(".", " ").split())
+    words = u.split()
+    if words[0] in ("m", "metre", "metres", "meter", "meters"):
+        return 1.0
+    feet = {"ft", "foot", "feet", "ftus", "usft"}
+    if not feet & set(words):
+        return None
+    if {"survey", "us", "ftus", "usft"} & set(words):  # "US survey foot", "Foot_US", "ftUS"
+        return US_SURVEY_FOOT_M
+    if words[0] in feet or words[0] == "international":
+        return FOOT_M
+    return None
+
+
+def _check_dem_has_data(src: BandSource, grid: Grid, size: int = 256) -> np.ndarray:
     """Refuse a DEM that is nodata over the whole scene (it would make every pixel invalid and
-    the scene look empty). A coarse warp of the DEM onto the scene's footprint decides."""
+    the scene look empty). A coarse warp of the DEM onto the scene's footprint decides; its
+    heights (converted as the blocks convert them, NaN = nodata) are returned."""
     h, w = min(grid.height, size), min(grid.width, size)
     a, _, c, _, e, f = grid.transform
     coarse = Affine(a * grid.width / w, 0.0, c, 0.0, e * grid.height / h, f)
@@ -428,6 +488,8 @@ def _check_dem_has_data(src: BandSource, grid: Grid, size: int = 256) -> None:
     if not np.isfinite(out).any():
         raise InputError(f"{src.path}: the DEM has no data over the scene (every pixel there "
                          f"is nodata)")
+    return (out + np.float32(src.offset)) / np.float32(src.quantification) * np.float32(
+        src.unit_scale)
 
 
 def _fmt(b: tuple) -> str:
@@ -468,7 +530,7 @@ def _bands_folder_spec(folder: Path, dem: Path | None, conv: Conversion,
     offsets = {b: conv.offset for b in SPECTRAL} if conv.offset is not None else None
     bands, filled = _band_sources(files, folder, offsets, conv.quantification)
     _check_footprints(bands, native, grid)
-    dem_src = _dem_source(dem, grid, folder, region)
+    dem_src, dem_note = _dem_source(dem, grid, folder, region)
     zero_note = _check_not_empty(bands, bands[1].nodata)
     medians = check_radiometry(CONVENTION, _spectral_sources(bands), None, "bands")
     if filled:
@@ -478,7 +540,7 @@ def _bands_folder_spec(folder: Path, dem: Path | None, conv: Conversion,
     details = {"dem": str(dem), "grid": grid_record, "conversion": _conversion_record(bands),
                "sampled_medians": medians,
                "b10_filled": B10_FILL_REFLECTANCE if filled else None, "footprint": region,
-               NOTES: [zero_note]}
+               NOTES: [zero_note, dem_note]}
     return SceneSpec("bands", str(folder), grid, bands, dem_src, None, details)
 
 
@@ -504,7 +566,7 @@ def _safe_spec(folder: Path, dem: Path | None, conv: Conversion,
     grid, grid_record, region = _grid_for(native, target, folder)
     bands, filled = _band_sources(files, folder, product.offsets, product.quantification)
     _check_footprints(bands, native, grid)
-    dem_src = _dem_source(dem, grid, folder, region)
+    dem_src, dem_note = _dem_source(dem, grid, folder, region)
     zero_note = _check_not_empty(bands, bands[1].nodata)
     medians = check_radiometry(CONVENTION, _spectral_sources(bands), None, "safe")
     if filled:
@@ -517,7 +579,7 @@ def _safe_spec(folder: Path, dem: Path | None, conv: Conversion,
                "conversion": _conversion_record(bands), "sampled_medians": medians,
                "b10_filled": B10_FILL_REFLECTANCE if filled else None, "footprint": region,
                "scl": str(product.scl) if product.scl is not None else None,
-               "resolution_note": coarse_note(product), NOTES: [zero_note]}
+               "resolution_note": coarse_note(product), NOTES: [zero_note, dem_note]}
     return SceneSpec("safe", str(folder), grid, bands, dem_src, None, details)
 
 
