@@ -119,8 +119,16 @@ def differences(old: dict | None, new: dict, limit: int = 3) -> list[str]:
     "modified", "added" or "removed"), the deepest differing keys first found; at most
     ``limit``."""
     found: list[str] = []
-    _diff("", canonical(old or {}), canonical(new), found)
+    old, new = canonical(old or {}), canonical(new)
+    for key in FIRST:  # another input says more than each of its bands' paths
+        if key in old and key in new and old[key] != new[key]:
+            _diff(key, old.pop(key), new.pop(key), found)
+    _diff("", old, new, found)
     return found[:limit]
+
+
+FIRST = ("source",)
+"""Record keys whose change is named before any other."""
 
 
 def _diff(where: str, old: Any, new: Any, found: list[str]) -> None:
@@ -144,5 +152,8 @@ def _diff(where: str, old: Any, new: Any, found: list[str]) -> None:
 
 
 def _short(value: Any) -> str:
+    """A value in a few characters; a long string keeps its end (a path keeps its file)."""
     text = json.dumps(value, default=str)
-    return text if len(text) <= 60 else text[:57] + "..."
+    if len(text) <= 60:
+        return text
+    return "..." + text[-57:] if isinstance(value, str) else text[:57] + "..."

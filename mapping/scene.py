@@ -254,9 +254,9 @@ def map_scene(request: MapRequest, shared: SharedCluster | None = None) -> dict:
     with exclusive(out / LOCK, out):
         check_outputs_owned(out)
         scene = plan_scene(request, bundle, out)
-        for path, spec in ((request.input, scene.spec), (request.pre, scene.pre)):
-            if spec is not None and spec.mask_note:
-                print(f"{path}: {spec.mask_note}", file=sys.stderr)
+        for spec in (scene.spec, scene.pre):
+            if spec is not None and spec.mask_note:  # each note names its file
+                print(f"python -m jobs.infer: note: {spec.mask_note}", file=sys.stderr)
         plan = (plan_store(scene.spec, scene.store, overwrite=request.overwrite,
                            replace_other=True) if scene.spec is not None else None)
         pre = (plan_store(scene.pre, out / PRE_STORE, replace_other=True)

@@ -262,3 +262,15 @@ def test_the_tiles_identity_covers_the_dem_the_conversion_and_the_convention(sce
         assert identity.digest != base.digest, name
     changed = provenance.differences(base.record, other["dem"].record)
     assert changed == [f"{dem.resolve()}: modified since (size or time changed)"]
+
+
+def test_an_identity_matches_only_itself_under_this_scheme():
+    identity = provenance.make("tiles", {"files": [{"path": "/a.tif", "size": 1}], "t": (1, 2)})
+    stored = identity.as_dict()
+    assert provenance.matches(json.loads(json.dumps(stored)), identity)  # as read back
+    assert not provenance.matches({**stored, "version": provenance.VERSION + 1}, identity)
+    assert not provenance.matches({**stored, "digest": "0" * 16}, identity)  # tampered
+    assert not provenance.matches(None, identity)
+    other = provenance.make("tiles", {"files": [{"path": "/a.tif", "size": 2}], "t": (1, 2)})
+    assert other.digest != identity.digest
+    assert provenance.differences(identity.record, other.record) == ["files[0].size: 1 -> 2"]
