@@ -199,15 +199,101 @@ def _connect_timeout(path: Path, value: Any) -> float:
 def _connect(config: ClusterConfig, security: Any) -> Any:
     """A Client of the ``address`` scheduler, or one line naming the file and the address when
     none answers within ``connect_timeout`` (distributed reports every failure to connect,
-    refused or unresolvable, as an OSError once its timeout has run out)."""
+    refused or unresolvable, as an OSError once its timeout has run out).
+
+    The address is first asked who it is (``_probe``), with ``connect_timeout`` as the
+    deadline for the whole exchange: distributed's Client waits without end on a program that
+    accepts the connection and never answers (an HTTP server, a hung process), and reads any
+    other bytes as a message length ("Unable to allocate 3.07 EiB")."""
     from distributed import Client
 
+    _probe(config, security)
     try:
         return Client(config.address, security=security, timeout=config.connect_timeout)
     except OSError as exc:
-        raise ClusterConfigError(
-            f"{config.path or 'cluster.yaml'}: no Dask scheduler answers at {config.address} "
-            f"within {config.connect_timeout:g} s") from exc
+        raise ClusterConfigError(_no_scheduler(config)) from exc
+
+
+def _no_scheduler(config: ClusterConfig) -> str:
+    return (f"{config.path or 'cluster.yaml'}: no Dask scheduler answers at {config.address} "
+            f"within {config.connect_timeout:g} s")
+
+
+def _probe(config: ClusterConfig, security: Any) -> None:
+    """Connect to ``config.address``, shake hands and ask its identity, all within
+    ``connect_timeout``; anything but a Dask scheduler's answer is one ClusterConfigError."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    args = security.get_connection_args("client") if security is not None else {}
+    # A thread of its own: asyncio.run needs a thread without a running event loop.
+    with ThreadPoolExecutor(1, thread_name_prefix="cluster-probe") as pool:
+        problem = pool.submit(asyncio.run, _identity(config, args)).result()
+    if problem is not None:
+        raise ClusterConfigError(f"{config.path or 'cluster.yaml'}: {problem}")
+
+
+async def _identity(config: ClusterConfig, args: dict[str, Any]) -> str | None:
+    """None when a Dask scheduler answers at ``config.address``, else what is wrong there."""
+    import asyncio
+
+    from distributed.comm import CommClosedError, connect
+    from distributed.comm.core import FatalCommClosedError
+
+    address, timeout = config.address, config.connect_timeout
+    other = "(another program on that port?)"
+
+    async def ask() -> Any:
+        comm = await connect(address, timeout=timeout, **args)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    try:
+        reply = await asyncio.wait_for(ask(), timeout)
+    except TimeoutError:
+        if not _accepts(address):
+            return _no_scheduler(config).split(": ", 1)[1]
+        return (f"{address} accepts connections but does not answer as a Dask scheduler "
+                f"within {timeout:g} s {other}")
+    except FatalCommClosedError as exc:
+        return f"cannot connect to {address} ({_first_line(exc)})"
+    except CommClosedError:
+        return (f"{address} closed the connection without answering as a Dask scheduler "
+                f"{other}")
+    except OSError:
+        return _no_scheduler(config).split(": ", 1)[1]
+    except Exception:  # noqa: BLE001 - any other bytes: a MemoryError, a decoding error, ...
+        return f"{address} answers, but not as a Dask scheduler {other}"
+    kind = reply.get("type") if isinstance(reply, dict) else None
+    if kind == "Scheduler":
+        return None
+    if isinstance(kind, str) and kind:
+        return f"{address} is a Dask {kind.lower()}, not a scheduler: give the scheduler's address"
+    return f"{address} answers, but not as a Dask scheduler {other}"
+
+
+def _accepts(address: str) -> bool:
+    """Whether a TCP connection to ``address`` (tcp:// or tls://) is accepted at once."""
+    import socket
+
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    scheme, loc = parse_address(address)
+    if scheme not in ("tcp", "tls"):
+        return False
+    try:
+        host, port = parse_host_port(loc)
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _security(config: ClusterConfig):

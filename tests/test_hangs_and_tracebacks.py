@@ -1,0 +1,156 @@
+"""Issue 20, "Hangs and tracebacks": inputs that hung a job or ended it in a traceback give one
+line naming the file (or option) and the problem, exit status 2.
+
+Every server here listens on 127.0.0.1 only and is stopped by its test."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from common.errors import ClusterConfigError
+from jobs import tile as tile_job
+from mapping.cluster import load_cluster_config, open_client
+
+
+def _scene(path: Path, width: int = 300, height: int = 200, **profile) -> Path:
+    data = np.random.default_rng(1).random((14, height, width), dtype="float32") * 0.3 + 0.01
+    with rasterio.open(path, "w", driver="GTiff", height=height, width=width, count=14,
+                       dtype="float32", crs="EPSG:32633",
+                       transform=from_origin(400_000, 5_000_000, 10, 10), **profile) as ds:
+        ds.write(data)
+    return path
+
+
+# -- 1. cluster.yaml `address:` at something that is not a Dask scheduler ---------------------
+
+class _Quiet(BaseHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # no request log on stderr
+        pass
+
+
+@contextlib.contextmanager
+def _http_server() -> Iterator[int]:
+    # A thread per request, not waited for: a client that never ends its request line must
+    # not hold the server's shutdown.
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Quiet)
+    server.daemon_threads, server.block_on_close = True, False
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def _socket_server(answer: bytes | None) -> Iterator[int]:
+    """Accepts every connection; sends ``answer`` (None: nothing) and keeps it open."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.1)
+    conns: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conns.append(conn)
+            if answer is not None:
+                with contextlib.suppress(OSError):
+                    conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in conns:
+            conn.close()
+        listener.close()
+
+
+def _connect_and_close(path: Path) -> None:
+    with open_client(load_cluster_config(path)):
+        pass
+
+
+def _raised_within(seconds: float, call) -> BaseException | None:
+    """What ``call()`` raised (None: nothing), run in a daemon thread so that a hang fails the
+    test after ``seconds`` instead of hanging the session."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if not outcome:
+        pytest.fail(f"still waiting after {seconds} s")
+    return outcome[0]
+
+
+SERVERS = {
+    "http": _http_server,
+    "silent": lambda: _socket_server(None),
+    # what gave "Unable to allocate 3.07 EiB": 8 bytes read as a frame count
+    "other-bytes": lambda: _socket_server(b"SSH-2.0-OpenSSH_9.6\r\n" + b"x" * 64),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SERVERS))
+def test_address_of_something_not_a_scheduler_is_one_line_within_connect_timeout(
+        tmp_path, kind):
+    with SERVERS[kind]() as port:
+        address = f"tcp://127.0.0.1:{port}"
+        path = tmp_path / "cluster.yaml"
+        path.write_text(f"address: {address}\nconnect_timeout: 1\n")
+        start = time.monotonic()
+        error = _raised_within(10, lambda: _connect_and_close(path))
+        elapsed = time.monotonic() - start
+    assert isinstance(error, ClusterConfigError), error
+    msg = str(error)
+    assert msg.startswith(f"{path}: {address} ") and "\n" not in msg, msg
+    assert "Dask scheduler" in msg and "EiB" not in msg
+    assert elapsed < 3, elapsed  # connect_timeout 1 s, plus importing distributed
+
+
+def test_job_exits_2_on_an_address_that_never_answers(tmp_path, capsys):
+    scene = _scene(tmp_path / "scene.tif")
+    with _socket_server(None) as port:
+        path = tmp_path / "cluster.yaml"
+        path.write_text(f"address: tcp://127.0.0.1:{port}\nconnect_timeout: 1\n")
+        start = time.monotonic()
+        rcs: list[int] = []
+        assert _raised_within(20, lambda: rcs.append(tile_job.main(
+            [str(scene), "--out", str(tmp_path / "o.zarr"), "--cluster", str(path),
+             "--no-progress"]))) is None
+        elapsed = time.monotonic() - start
+        rc = rcs[0]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and elapsed < 10
+    assert err == [f"python -m jobs.tile: error: {path}: tcp://127.0.0.1:{port} accepts "
+                   "connections but does not answer as a Dask scheduler within 1 s (another "
+                   "program on that port?)"]
