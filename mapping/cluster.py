@@ -161,11 +161,32 @@ def load_cluster_config(path: str | Path | None) -> ClusterConfig:
         sec = _section(path, "security", raw["security"], _SECURITY_TYPES,
                        required=("tls_ca_file", "tls_client_cert", "tls_client_key"))
         security = SecurityConfig(**sec)
+        for key in ("tls_ca_file", "tls_client_cert", "tls_client_key"):
+            _tls_file(path, key, getattr(security, key))
     dask_cfg = raw.get("dask") or {}
     if not isinstance(dask_cfg, dict):
         raise ClusterConfigError(f"{path}: 'dask' must be a mapping of dask config keys")
     return ClusterConfig(kind, local, address, jobqueue, security, dict(dask_cfg), str(path),
                          _connect_timeout(path, raw.get("connect_timeout", CONNECT_TIMEOUT_S)))
+
+
+def _tls_file(path: Path, key: str, value: str) -> None:
+    """A TLS file of ``security`` must be a readable file, said before any cluster starts
+    (Dask found out only when its scheduler failed to start, in a traceback). Relative paths
+    are Dask's: from the working directory."""
+    where = f"{path}: 'security.{key}' names {value}"
+    if not value:
+        raise ClusterConfigError(f"{path}: 'security.{key}' is empty")
+    if not os.path.exists(value):
+        raise ClusterConfigError(f"{where}, which does not exist")
+    if os.path.isdir(value):
+        raise ClusterConfigError(f"{where}, which is a directory, not a file")
+    try:
+        with open(value, "rb"):
+            pass
+    except OSError as exc:
+        raise ClusterConfigError(f"{where}, which cannot be read "
+                                 f"({exc.strerror or exc})") from None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

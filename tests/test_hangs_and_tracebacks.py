@@ -154,3 +154,58 @@ def test_job_exits_2_on_an_address_that_never_answers(tmp_path, capsys):
     assert err == [f"python -m jobs.tile: error: {path}: tcp://127.0.0.1:{port} accepts "
                    "connections but does not answer as a Dask scheduler within 1 s (another "
                    "program on that port?)"]
+
+
+# -- 2. `security:` naming TLS files that do not exist ----------------------------------------
+
+def _security_yaml(tmp_path: Path, ca: Path, cert: Path, key: Path) -> Path:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(f"local:\n  n_workers: 1\nsecurity:\n  tls_ca_file: {ca}\n"
+                    f"  tls_client_cert: {cert}\n  tls_client_key: {key}\n")
+    return path
+
+
+@pytest.mark.parametrize("missing", ["tls_ca_file", "tls_client_cert", "tls_client_key"])
+def test_missing_tls_file_is_one_line_naming_it(tmp_path, missing):
+    files = {k: tmp_path / f"{k}.pem" for k in ("tls_ca_file", "tls_client_cert",
+                                                  "tls_client_key")}
+    for key, file in files.items():
+        if key != missing:
+            file.write_text("-----BEGIN CERTIFICATE-----\n")
+    path = _security_yaml(tmp_path, *files.values())
+    with pytest.raises(ClusterConfigError) as info:
+        load_cluster_config(path)
+    assert str(info.value) == (f"{path}: 'security.{missing}' names {files[missing]}, which "
+                               "does not exist")
+
+
+def test_tls_file_that_is_a_directory_is_refused(tmp_path):
+    (tmp_path / "ca").mkdir()
+    for name in ("cert.pem", "key.pem"):
+        (tmp_path / name).write_text("x")
+    path = _security_yaml(tmp_path, tmp_path / "ca", tmp_path / "cert.pem", tmp_path / "key.pem")
+    with pytest.raises(ClusterConfigError, match="'security.tls_ca_file' names .*/ca, which is "
+                                                 "a directory, not a file"):
+        load_cluster_config(path)
+
+
+def test_existing_tls_files_are_accepted(tmp_path):
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / name).write_text("x")
+    cfg = load_cluster_config(_security_yaml(tmp_path, tmp_path / "ca.pem",
+                                             tmp_path / "cert.pem", tmp_path / "key.pem"))
+    assert cfg.security.tls_client_key == str(tmp_path / "key.pem")
+
+
+def test_job_exits_2_on_a_missing_tls_file_before_any_cluster_or_store(tmp_path, capsys):
+    scene = _scene(tmp_path / "scene.tif")
+    (tmp_path / "cert.pem").write_text("x")
+    (tmp_path / "key.pem").write_text("x")
+    path = _security_yaml(tmp_path, tmp_path / "ca.pem", tmp_path / "cert.pem",
+                          tmp_path / "key.pem")
+    out = tmp_path / "o.zarr"
+    rc = tile_job.main([str(scene), "--out", str(out), "--cluster", str(path), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and not out.exists()
+    assert err == [f"python -m jobs.tile: error: {path}: 'security.tls_ca_file' names "
+                   f"{tmp_path / 'ca.pem'}, which does not exist"]
