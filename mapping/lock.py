@@ -8,12 +8,17 @@ ends, however it ends, so a killed job never leaves a stale lock behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from common.errors import BusyError
+from common.errors import BusyError, OutputError
+
+NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
+"""What flock raises where the filesystem has no locks: NFS without a lock daemon (ENOLCK), Lustre
+mounted without ``flock`` (ENOSYS, EOPNOTSUPP), common on SLURM machines."""
 
 
 @contextlib.contextmanager
@@ -31,11 +36,26 @@ def exclusive(lock_file: Path, what: Path) -> Iterator[None]:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
             raise BusyError(f"{what}: another job is writing here (pid {holder}, lock "
                             f"{lock_file}); wait for it or choose another output") from None
+        except OSError as exc:
+            raise _lock_error(lock_file, exc) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)
+
+
+def _lock_error(lock_file: Path, exc: OSError) -> OutputError:
+    """One line for a lock that the filesystem refuses (not another job's: BusyError)."""
+    code = errno.errorcode.get(exc.errno or 0, "")
+    reason = f"{code}: {exc.strerror}" if code and exc.strerror else str(exc) or code
+    if exc.errno in NO_LOCKS:
+        problem = "the filesystem does not support file locks"
+    else:
+        problem = "cannot be locked"
+    return OutputError(f"{lock_file}: {problem} ({reason}), and the lock keeps two jobs from "
+                       "writing one output at once: choose an --out on another filesystem (a "
+                       "local disk, or one mounted with locks)")
 
 
 def store_lock(store: Path) -> Path:

@@ -6,6 +6,9 @@ Every server here listens on 127.0.0.1 only and is stopped by its test."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import os
 import socket
 import threading
 import time
@@ -18,9 +21,10 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from common.errors import ClusterConfigError
+from common.errors import ClusterConfigError, OutputError
 from jobs import tile as tile_job
 from mapping.cluster import load_cluster_config, open_client
+from mapping.lock import exclusive, store_lock
 
 
 def _scene(path: Path, width: int = 300, height: int = 200, **profile) -> Path:
@@ -209,3 +213,49 @@ def test_job_exits_2_on_a_missing_tls_file_before_any_cluster_or_store(tmp_path,
     assert rc == 2 and not out.exists()
     assert err == [f"python -m jobs.tile: error: {path}: 'security.tls_ca_file' names "
                    f"{tmp_path / 'ca.pem'}, which does not exist"]
+
+
+# -- 3. fcntl locks on NFS / Lustre: ENOLCK, EOPNOTSUPP, ENOSYS -------------------------------
+
+def _no_locks(code: int):
+    def flock(fd, operation):
+        raise OSError(code, os.strerror(code))
+
+    return flock
+
+
+@pytest.mark.parametrize("code", [errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS])
+def test_a_filesystem_without_locks_is_one_line_naming_the_lock_file(tmp_path, monkeypatch,
+                                                                     code):
+    monkeypatch.setattr(fcntl, "flock", _no_locks(code))
+    lock = tmp_path / ".out.lock"
+    with pytest.raises(OutputError) as info:
+        with exclusive(lock, tmp_path / "out"):
+            pytest.fail("ran without the lock")
+    assert str(info.value) == (
+        f"{lock}: the filesystem does not support file locks ({errno.errorcode[code]}: "
+        f"{os.strerror(code)}), and the lock keeps two jobs from writing one output at once: "
+        "choose an --out on another filesystem (a local disk, or one mounted with locks)")
+
+
+def test_job_exits_2_when_the_out_filesystem_has_no_locks(tmp_path, monkeypatch, capsys):
+    scene = _scene(tmp_path / "scene.tif")
+    monkeypatch.setattr(fcntl, "flock", _no_locks(errno.ENOLCK))
+    out = tmp_path / "o.zarr"
+    rc = tile_job.main([str(scene), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and not out.exists()
+    assert len(err) == 1 and err[0].startswith(
+        f"python -m jobs.tile: error: {store_lock(out)}: the filesystem does not support file "
+        "locks (ENOLCK: ")
+    assert "--out" in err[0]
+
+
+def test_a_lock_held_by_another_job_is_still_busy(tmp_path):
+    from common.errors import BusyError
+
+    lock = tmp_path / ".out.lock"
+    with exclusive(lock, tmp_path / "out"):
+        with pytest.raises(BusyError, match="another job is writing here"):
+            with exclusive(lock, tmp_path / "out"):
+                pass
