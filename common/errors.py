@@ -5,7 +5,20 @@ raised as a subclass of ``LandslideError`` whose message names the file or optio
 the problem, in one line. Each job's ``main`` turns it into
 ``python -m jobs.NAME: error: <file>: <problem>`` and exit status 2 (``jobs.cli``); anything else
 that escapes is a bug, and keeps its traceback.
+
+A Dask task (run in a worker process) wraps itself in ``reaches_client`` so that the error it
+raises comes back to the job as the same class and message (``detached``).
 """
+
+from __future__ import annotations
+
+import functools
+import pickle
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class LandslideError(Exception):
@@ -63,3 +76,34 @@ class BusyError(LandslideError):
 
 class InferError(LandslideError):
     """A scene and a model that do not go together."""
+
+
+def detached(exc: LandslideError) -> LandslideError:
+    """``exc`` without the exceptions it was raised from, ready to travel from a worker to the
+    job. Dask pickles a task's error with its whole chain (``__cause__``, ``__context__``) and
+    sends a bare ``Exception(repr)`` instead when any link does not unpickle, as rasterio's
+    CPLE errors do not: the job then saw a traceback, not one line. The message already says
+    what the chain said. An error that still does not pickle (a subclass with another
+    ``__init__``) becomes a LandslideError with its message."""
+    exc.__cause__ = None
+    exc.__context__ = None
+    exc.__suppress_context__ = True
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 - anything that stops it travelling
+        return LandslideError(str(exc))
+    return exc
+
+
+def reaches_client(task: Callable[P, R]) -> Callable[P, R]:
+    """Decorator of a Dask task: a LandslideError it raises reaches the job as a LandslideError
+    of the same class and message (``detached``), so the job prints one line."""
+    @functools.wraps(task)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return task(*args, **kwargs)
+        except LandslideError as exc:
+            error = detached(exc)
+        raise error  # outside the except block: no __context__ is attached again
+
+    return run

@@ -19,6 +19,7 @@ from dataclasses import astuple, dataclass, field
 
 import numpy as np
 
+from common.errors import reaches_client
 from products.change import change_block
 from products.polygons import block_polygons
 from products.preview import decimate_block
@@ -100,6 +101,7 @@ class _Laps:
         return spent
 
 
+@reaches_client
 def map_block(job: BlockJob, row: int, col: int, *after: object) -> BlockResult:
     """Predict block (row, col) of job.store into job.predictions (unless its flag says an
     earlier run did), then the block's products. ``after``: the tiling tasks of the block and

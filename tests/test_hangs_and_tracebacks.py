@@ -21,10 +21,13 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from common.errors import ClusterConfigError, OutputError
+from common.errors import ClusterConfigError, InputError, LandslideError, OutputError
 from jobs import tile as tile_job
 from mapping.cluster import load_cluster_config, open_client
 from mapping.lock import exclusive, store_lock
+from tiler.blocks import read_block
+from tiler.run import tile_block
+from tiler.sources import resolve_input
 
 
 def _scene(path: Path, width: int = 300, height: int = 200, **profile) -> Path:
@@ -259,3 +262,96 @@ def test_a_lock_held_by_another_job_is_still_busy(tmp_path):
         with pytest.raises(BusyError, match="another job is writing here"):
             with exclusive(lock, tmp_path / "out"):
                 pass
+
+
+# -- 4. a read error inside a worker: a tile of the stack corrupt away from the sampled windows -
+
+def _corrupt_stack(path: Path) -> Path:
+    """A 600 x 600 px 14-band stack in 32 px deflate tiles whose tile (1, 1), rows and cols
+    32..63, is zeroed: no window that resolve_input samples touches it (16 px windows at
+    0, 73, 146, ... and the 256 px centre), so only the tiling of block (0, 0) meets it."""
+    _scene(path, 600, 600, tiled=True, blockxsize=32, blockysize=32, compress="deflate")
+    with rasterio.open(path) as ds:
+        offset = int(ds.get_tag_item("BLOCK_OFFSET_1_1", "TIFF", bidx=1))
+        size = int(ds.get_tag_item("BLOCK_SIZE_1_1", "TIFF", bidx=1))
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(bytes(size))
+    return path
+
+
+def _through_dask(exc: BaseException) -> BaseException:
+    """``exc`` as distributed sends a task's error from a worker to the client."""
+    from distributed.core import clean_exception, error_message
+
+    message = error_message(exc)  # on the worker: the pickled error (Serialize-wrapped)
+    tb = message["traceback"]
+    return clean_exception(message["exception"].data, tb.data if tb is not None else None)[1]
+
+
+def test_a_corrupt_tile_is_an_input_error_naming_the_file_and_the_window(tmp_path):
+    scene = _corrupt_stack(tmp_path / "scene.tif")
+    spec = resolve_input(scene)  # the sampled windows miss the corrupt tile
+    with pytest.raises(InputError) as info:
+        read_block(spec, 0, 0)
+    msg = str(info.value)
+    assert msg.startswith(f"{scene}: cannot read band 1 in the window of 640 x 640 px at "
+                          "row 0, col 0 of the scene grid (a corrupt or truncated file? ")
+    assert "IReadBlock failed at X offset 1, Y offset 1" in msg and "\n" not in msg
+    assert "See previous exception" not in msg
+    # what the worker sends is what the job gets: an InputError with that message
+    sent = _through_dask(info.value)
+    assert type(sent) is InputError and str(sent) == msg
+
+
+def test_a_task_error_reaches_the_client_as_its_class(tmp_path):
+    scene = _corrupt_stack(tmp_path / "scene.tif")
+    spec = resolve_input(scene)
+    with pytest.raises(InputError) as info:
+        tile_block(0, 0, spec, str(tmp_path / "never-written.zarr"))
+    sent = _through_dask(info.value)
+    assert type(sent) is InputError and str(sent) == str(info.value)
+
+
+def test_reaches_client_detaches_an_unpicklable_chain():
+    from rasterio._err import CPLE_AppDefinedError
+
+    from common.errors import reaches_client
+
+    @reaches_client
+    def task() -> None:
+        try:
+            raise CPLE_AppDefinedError(1, 1, "IReadBlock failed")
+        except CPLE_AppDefinedError:
+            raise InputError("a.tif: cannot read") from None
+
+    with pytest.raises(InputError) as info:
+        task()
+    sent = _through_dask(info.value)
+    assert type(sent) is InputError and str(sent) == "a.tif: cannot read"
+
+    class Odd(LandslideError):
+        def __init__(self, path: str, problem: str) -> None:
+            super().__init__(f"{path}: {problem}")
+
+    @reaches_client
+    def odd() -> None:
+        raise Odd("b.tif", "bad")
+
+    with pytest.raises(LandslideError) as info:
+        odd()
+    sent = _through_dask(info.value)
+    assert isinstance(sent, LandslideError) and str(sent) == "b.tif: bad"
+
+
+def test_job_exits_2_with_one_line_on_a_corrupt_tile(tmp_path, capsys, one_worker_cluster):
+    scene = _corrupt_stack(tmp_path / "scene.tif")
+    out = tmp_path / "o.zarr"
+    rc = tile_job.main([str(scene), "--out", str(out), "--cluster", str(one_worker_cluster),
+                        "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    errors = [line for line in err if line.startswith("python -m jobs.tile: error: ")]
+    assert errors == [err[-1]] and len(errors) == 1
+    assert errors[0].startswith(f"python -m jobs.tile: error: {scene}: cannot read band 1 in "
+                                "the window of 640 x 640 px at row 0, col 0")

@@ -66,16 +66,37 @@ def read_band(src: BandSource, grid: Grid, window: Window) -> np.ndarray:
 
 
 def _read_file(src: BandSource, grid: Grid, window: Window) -> np.ndarray:
-    """The file's values (float32, NaN off the file) of ``window``, unconverted."""
+    """The file's values (float32, NaN off the file) of ``window``, unconverted; InputError
+    naming the file, the band and the window when the file cannot be read there."""
     try:
         raw = _read_raw(src, grid, window)
-    except (RasterioError, CPLE_BaseError) as exc:
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise InputError(f"{src.path}: cannot read band {src.index} at rows "
-                         f"{window.row_off}..{window.row_off + window.height}, cols "
-                         f"{window.col_off}..{window.col_off + window.width} of the scene grid "
-                         f"(truncated or corrupt file? {first})") from None
-    return raw.astype("float32", copy=False)
+    except (RasterioError, CPLE_BaseError, OSError) as exc:
+        error = InputError(
+            f"{src.path}: cannot read band {src.index} in the window of {int(window.height)} x "
+            f"{int(window.width)} px at row {int(window.row_off)}, col {int(window.col_off)} of "
+            f"the scene grid (a corrupt or truncated file? {_reason(exc)})")
+    else:
+        return raw.astype("float32", copy=False)
+    # Raised outside the except block, so without rasterio's errors as its context: they do not
+    # unpickle, and a worker's error must travel to the job (common.errors.detached).
+    raise error
+
+
+def _reason(exc: BaseException) -> str:
+    """What GDAL said, from the chain of ``exc``: rasterio's own message is often only "Read
+    failed. See previous exception for details.", the specifics are in its causes."""
+    said: list[str] = []
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        text = (str(link).strip().splitlines() or [type(link).__name__])[0]
+        if "See previous exception" not in text and not any(text in s for s in said):
+            said.append(text)
+        link = link.__cause__ or link.__context__
+    if len(said) > 2:
+        said = [said[0], said[-1]]  # the first that names the block, and the root
+    return "; ".join(said) or type(exc).__name__
 
 
 def _converted(raw: np.ndarray, src: BandSource) -> np.ndarray:

@@ -13,7 +13,7 @@ from pathlib import Path
 from distributed import Client, as_completed
 
 from common import provenance
-from common.errors import InputError, StoreError
+from common.errors import InputError, StoreError, reaches_client
 from tiler.blocks import read_block_counts
 from tiler.grid import Grid
 from tiler.sources import SceneSpec, resolve_input
@@ -41,6 +41,7 @@ class TileResult:
     valid_pixels: int  # counted over the blocks written by this run
 
 
+@reaches_client
 def tile_block(row: int, col: int, spec: SceneSpec, store: str) -> int:
     """The Dask task: read, convert, mask and write block (row, col) (with its mask counts);
     returns its valid pixel count."""
