@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,12 +44,27 @@ def _read(folder: Path) -> dict:
 
 
 def _write(folder: Path, data: dict) -> None:
-    tmp = folder / f".{MARKER}.{os.getpid()}.partial"
+    write_json_atomic(folder / MARKER, data)
+
+
+def write_json_atomic(path: str | Path, data: dict) -> None:
+    """Write JSON under a temporary name in the same folder, then rename over `path`.
+
+    The temporary file is created with mode 0666 less the umask, as `open` would (not
+    tempfile.mkstemp, whose 0600 survived the rename and hid the file from the group).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, folder / MARKER)
-    finally:
-        tmp.unlink(missing_ok=True)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _state(path: Path) -> dict:

@@ -184,9 +184,11 @@ def map_event(base: MapRequest, inputs: list[str], crs: str | None = None) -> di
 
 def _map_all(requests: list[MapRequest], config) -> list[dict]:
     """Each scene's outcome: {"status": "mapped"|"unchanged"|"failed", "report"|"error"}."""
-    todo = {i: r for i, r in enumerate(requests) if already_mapped(r) is None}
-    results = [{"status": "unchanged", "report": already_mapped(r)} if i not in todo else None
-               for i, r in enumerate(requests)]
+    current = [already_mapped(r) for r in requests]  # each scene planned once, here
+    todo = {i: r for i, (r, report) in enumerate(zip(requests, current, strict=True))
+            if report is None}
+    results = [{"status": "unchanged", "report": report} if report is not None else None
+               for report in current]
     if not todo:
         return results
     with open_client(config) as client:

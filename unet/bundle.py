@@ -13,12 +13,10 @@ bundle.json and checks model.keras (`check_model_file`) without them.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import io
 import json
 import os
 import platform
-import secrets
 import zipfile
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -29,6 +27,7 @@ import numpy as np
 
 from common import provenance
 from common.errors import BundleError
+from common.owned import write_json_atomic
 from common.provenance import Identity
 from unet.normalize import normalize_array
 
@@ -87,34 +86,6 @@ def versions() -> dict[str, str]:
     }
 
 
-def _file_id(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
-def write_json_atomic(path: str | Path, data: dict) -> None:
-    """Write JSON under a temporary name in the same folder, then rename over `path`.
-
-    The temporary file is created with mode 0666 less the umask, as `open` would (not
-    tempfile.mkstemp, whose 0600 survived the rename and hid the file from the group).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_bundle(model_dir: str | Path, model: keras.Model, info: Bundle | dict) -> Bundle:
     """Write model.keras and bundle.json into model_dir; fills model_id, created and versions.
 
@@ -127,7 +98,7 @@ def save_bundle(model_dir: str | Path, model: keras.Model, info: Bundle | dict) 
     tmp_model = model_dir / f".{MODEL_FILE}.{os.getpid()}.tmp.keras"
     try:
         model.save(tmp_model)
-        model_id = _file_id(tmp_model)
+        model_id = provenance.file_sha256(tmp_model)
         os.replace(tmp_model, model_dir / MODEL_FILE)
     finally:
         tmp_model.unlink(missing_ok=True)
@@ -224,7 +195,7 @@ def check_model_file(model_dir: str | Path) -> None:
     except OSError as exc:
         raise _model_error(path, f"not a Keras model file ({KERAS_WEIGHTS}: {exc})") from exc
     if bundle.model_id:
-        found = _file_id(path)
+        found = provenance.file_sha256(path)
         if found != bundle.model_id:
             raise _model_error(path, f"does not match bundle.json (model_id {bundle.model_id}, "
                                      f"this file's {found}): replaced without its bundle.json?")
@@ -251,7 +222,7 @@ def bundle_identity(model_dir: str | Path) -> Identity:
     bundle = read_bundle(model_dir)
     path = Path(model_dir) / MODEL_FILE
     try:
-        weights = _file_id(path)
+        weights = provenance.file_sha256(path)
     except OSError as exc:
         raise _model_error(path, f"unreadable ({exc.strerror or exc})") from exc
     return model_identity(bundle, weights)

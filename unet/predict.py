@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from common import provenance
 from common.errors import BundleError
 from unet.bundle import (
     MODEL_FILE,
     Bundle,
-    _file_id,
     bundle_identity,
     load_bundle,
     model_identity,
@@ -110,7 +110,7 @@ def _check_identity(model_dir: str, model_key: str, bundle: Bundle) -> None:
     bundle.json, and a load in between would read the new weights under the old bundle.json)."""
     path = Path(model_dir) / MODEL_FILE
     try:
-        found = model_identity(bundle, _file_id(path)).digest
+        found = model_identity(bundle, provenance.file_sha256(path)).digest
     except OSError as exc:
         raise BundleError(f"{path}: unreadable ({exc.strerror or exc})") from exc
     if found != model_key:

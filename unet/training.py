@@ -33,7 +33,8 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from common.errors import UnetError
-from unet.bundle import Bundle, save_bundle, write_json_atomic
+from common.owned import write_json_atomic
+from unet.bundle import Bundle, save_bundle
 from unet.config import PRECISIONS, TrainConfig
 from unet.dataset import check_samples, read_image, read_info, train_val_split
 from unet.evaluation import input_batches
