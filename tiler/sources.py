@@ -37,6 +37,7 @@ from tiler.bands import (
     SPECTRAL,
     TILE,
 )
+from tiler.dem_units import dem_unit, implausible_heights_note
 from tiler.grid import Grid
 from tiler.gridding import TARGET_RES, check_metric_store_grid, crs_name, on_10m_grid
 from tiler.masks import MaskSource, file_mask, join_notes, scl_mask, unused_values_note
@@ -67,12 +68,6 @@ ALL_ZERO_IS_NODATA = "0 in every spectral band read from a file is nodata"
 """The one rule for a no-data fill the file does not declare (a zero-filled swath edge, of any
 data type): 0 is not an Earth surface in every band at once. ``tiler.blocks`` applies it to
 every block; it is part of the tiles' identity."""
-FOOT_M = 0.3048
-US_SURVEY_FOOT_M = 1200 / 3937
-MAX_ELEVATION_M = 8900.0
-"""Above Everest (8849 m): a DEM reaching higher over a scene is not in metres (feet?)."""
-MIN_ELEVATION_M = -11000.0
-"""Below the Challenger Deep (-10935 m)."""
 NOTES = "notes"
 """Key of ``SceneSpec.details`` for the resolver's one-line notes (joined into the mask note,
 then dropped: the store keeps them as ``source.mask.note``)."""
@@ -414,7 +409,7 @@ def _dem_source(dem: Path | None, grid: Grid, where: Path,
             raise InputError(f"{dem}: DEM has no CRS")
         nodata = _finite_nodata(ds)
         b = _bounds_in(ds, grid.crs_wkt)
-        unit, where, scale = _dem_unit(ds, dem)
+        unit, where, scale = dem_unit(ds, dem)
     s = tuple(region) if region is not None else grid.bounds()
     tol = 0.5 * max(grid.res)
     if not (b[0] <= s[0] + tol and b[1] <= s[1] + tol and b[2] >= s[2] - tol
@@ -425,52 +420,7 @@ def _dem_source(dem: Path | None, grid: Grid, where: Path,
     heights = _check_dem_has_data(src, grid)
     converted = (f"{dem}: the DEM is in {unit} (its {where}): converted to metres "
                  f"(x {scale:.10g})" if scale != 1.0 else None)
-    low, high = float(np.nanmin(heights)), float(np.nanmax(heights))
-    if high <= MAX_ELEVATION_M and low >= MIN_ELEVATION_M:
-        return src, converted
-    what = (f"reaches {high:.0f} m over the scene, above any height on Earth (Everest: 8849 m)"
-            if high > MAX_ELEVATION_M else
-            f"reaches {low:.0f} m over the scene, below any depth on Earth (-10935 m)")
-    hint = (f"its unit is {unit} ({where})" if unit is not None else
-            "its unit is not declared: if it is in feet, declare it (gdal_edit -units ft FILE)")
-    return src, join_notes(converted, f"{dem}: the DEM {what}: check its unit; {hint}")
-
-
-def _dem_unit(ds: rasterio.DatasetReader, path: Path) -> tuple[str | None, str, float]:
-    """The DEM's unit as declared (band unit type, else a ``UNITS`` metadata item of the band
-    or the dataset), where it was declared, and metres per unit (1 when undeclared). A unit
-    that is not metres, feet or US survey feet, or two that disagree, are refused."""
-    declared = [(ds.units[0] if ds.units else None, "band unit type"),
-                *((v, f"{k}={v} tag") for tags in (ds.tags(1), ds.tags())
-                  for k, v in tags.items() if k.lower() in ("units", "unit"))]
-    found = [(u.strip(), where, _metres_per(u)) for u, where in declared if u and u.strip()]
-    if not found:
-        return None, "", 1.0
-    for unit, where, scale in found:
-        if scale is None:
-            raise InputError(f"{path}: the DEM's unit {unit!r} ({where}) is not metres, feet "
-                             f"or US survey feet: cannot convert its heights to metres")
-    if len({scale for _, _, scale in found}) > 1:
-        listed = ", ".join(f"{u!r} ({w})" for u, w, _ in found)
-        raise InputError(f"{path}: the DEM's units disagree: {listed}")
-    return found[0][0], found[0][1], found[0][2]
-
-
-def _metres_per(unit: str) -> float | None:
-    """Metres per ``unit`` (as GDAL, EPSG and exporters spell metres, feet and US survey feet),
-    None when it is none of them."""
-    u = " ".join(unit.lower().replace("_", " ").replace("-", " ").replace(".", " ").split())
-    words = u.split()
-    if words[0] in ("m", "metre", "metres", "meter", "meters"):
-        return 1.0
-    feet = {"ft", "foot", "feet", "ftus", "usft"}
-    if not feet & set(words):
-        return None
-    if {"survey", "us", "ftus", "usft"} & set(words):  # "US survey foot", "Foot_US", "ftUS"
-        return US_SURVEY_FOOT_M
-    if words[0] in feet or words[0] == "international":
-        return FOOT_M
-    return None
+    return src, join_notes(converted, implausible_heights_note(dem, heights, unit, where))
 
 
 def _check_dem_has_data(src: BandSource, grid: Grid, size: int = 256) -> np.ndarray:
